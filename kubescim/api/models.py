@@ -1,0 +1,759 @@
+"""kubescim's Kubernetes API (group identity.kubescim.dev, v1alpha1) as pydantic models.
+
+These models are the source of truth: `crds/*.yaml` is generated from them by
+`python -m kubescim.api.crdgen` (`make crds`), and a test fails when the checked-in YAML is stale.
+Field descriptions become the CRD's descriptions (what `kubectl explain` prints); CEL rules sit
+next to the fields they check, in `json_schema_extra`.
+
+Specs are frozen: they are inputs. Statuses are written only by kubescim's own processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+GO_DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+
+Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+ShortText = Annotated[str, Field(max_length=256)]
+
+
+def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> JsonDict:
+    """One x-kubernetes-validations entry."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    if reason:
+        entry["reason"] = reason
+    return entry
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields from newer versions are ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    def dump(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, no nulls."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class StatusModel(ApiModel):
+    model_config = ConfigDict(frozen=False)
+
+
+# --- shared pieces ------------------------------------------------------------------------------
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(StatusModel):
+    """The Kubernetes condition shape (metav1.Condition)."""
+
+    type: str = Field(
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description="Type of condition in CamelCase, e.g. Ready.",
+    )
+    status: ConditionStatus = Field(description="Status of the condition: True, False or Unknown.")
+    reason: str = Field(
+        max_length=1024,
+        min_length=1,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="Machine-readable CamelCase reason for the condition's last transition.",
+    )
+    message: str = Field(
+        default="", max_length=32768, description="Human-readable details of the transition."
+    )
+    last_transition_time: dt.datetime = Field(description="When the condition last changed status.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the condition was computed from."
+    )
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=16,
+        description="Current state of the object. `Ready` summarises; other types give details.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+
+class SecretKeyRef(ApiModel):
+    """A key in a Secret in the object's own namespace."""
+
+    name: Name = Field(description="Name of the Secret, in the same namespace.")
+    key: str = Field(
+        max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key within the Secret's data."
+    )
+
+
+# --- IdentityProvider ---------------------------------------------------------------------------
+
+
+class OktaAuthType(StrEnum):
+    API_TOKEN = "ApiToken"
+    OAUTH = "OAuth"
+
+
+class OktaOAuth(ApiModel):
+    """An Okta OAuth 2.0 service app authenticating with private_key_jwt (Okta's recommendation)."""
+
+    client_id: str = Field(min_length=1, max_length=128, description="The service app's client ID.")
+    private_key_secret_ref: SecretKeyRef = Field(
+        description="Secret key holding the PEM private key (RSA or EC) registered with the service app."
+    )
+    key_id: str | None = Field(
+        default=None, max_length=256, description="Key ID (kid) of the public key registered in Okta, if any."
+    )
+    scopes: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=lambda: ["okta.users.read", "okta.groups.read", "okta.apps.read"],
+        max_length=16,
+        description="Scopes to request. The reconciler needs okta.users.read, okta.groups.read, okta.apps.read.",
+    )
+
+
+class OktaAuth(ApiModel):
+    """How the reconciler authenticates to the Okta Management API."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.type != 'ApiToken' || has(self.apiTokenSecretRef)",
+                    "type ApiToken needs apiTokenSecretRef: the Secret key holding the SSWS API token",
+                ),
+                cel(
+                    "self.type != 'OAuth' || has(self.oauth)",
+                    "type OAuth needs oauth: the service app's clientId and privateKeySecretRef",
+                ),
+            ]
+        }
+    )
+
+    type: OktaAuthType = Field(
+        default=OktaAuthType.OAUTH,
+        description="ApiToken (an SSWS token) or OAuth (a service app with private_key_jwt; recommended).",
+    )
+    api_token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the SSWS API token (type ApiToken)."
+    )
+    oauth: OktaOAuth | None = Field(default=None, description="Service-app credentials (type OAuth).")
+
+
+class Okta(ApiModel):
+    """The Okta org and app this provider reconciles against."""
+
+    org_url: str = Field(
+        max_length=253,
+        pattern=r"^https?://[a-zA-Z0-9.-]+(:[0-9]+)?/?$",
+        description="The Okta org's base URL, e.g. https://example.okta.com.",
+    )
+    app_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9]+$",
+        description="ID of the SCIM 2.0 Test App (Header Auth) instance in Okta (e.g. 0oa1b2c3d4...).",
+    )
+    auth: OktaAuth = Field(description="Credentials for the Management API.")
+
+
+class DeactivationPolicy(StrEnum):
+    SUSPEND = "Suspend"
+    DELETE = "Delete"
+
+
+class Reconcile(ApiModel):
+    """Periodic reconciliation against the Okta Management API."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "duration(self.interval) >= duration('5m') && duration(self.interval) <= duration('168h')",
+                    "interval must be between 5m and 168h (7 days)",
+                    ".interval",
+                ),
+            ]
+        }
+    )
+
+    enabled: bool = Field(default=True, description="Run the periodic reconciliation at all.")
+    interval: str = Field(
+        default="24h",
+        max_length=32,
+        pattern=GO_DURATION,
+        description="Time between full runs (Go duration, 5m to 168h). A jitter of up to 5% is added.",
+    )
+    deactivation_policy: DeactivationPolicy = Field(
+        default=DeactivationPolicy.SUSPEND,
+        description="What happens to a user who is deactivated, suspended, deprovisioned or unassigned in "
+        "Okta: Suspend sets active=false (keeps the object); Delete removes the ScimUser.",
+    )
+    mass_deactivation_threshold_percent: int = Field(
+        default=25,
+        ge=0,
+        le=100,
+        description="Refuse a run that would deactivate or delete more than this share of the provider's "
+        "users. Override once with the annotation identity.kubescim.dev/allow-mass-deactivation=true.",
+    )
+    max_rate_limit_share_percent: int = Field(
+        default=50,
+        ge=1,
+        le=100,
+        description="Use at most this share of the Okta org's remaining rate-limit budget.",
+    )
+
+
+class CustomAttributeType(StrEnum):
+    STRING = "string"
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    DATETIME = "dateTime"
+
+
+class CustomAttribute(ApiModel):
+    """A custom user attribute Okta sends (declared in Okta's Profile Editor), shown in /Schemas."""
+
+    schema_urn: str = Field(
+        alias="schema",
+        max_length=256,
+        pattern=r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+$",
+        description="Extension URN the attribute is sent under, e.g. "
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User.",
+    )
+    name: str = Field(
+        max_length=128,
+        pattern=r"^[A-Za-z][A-Za-z0-9_$-]*$",
+        description="Attribute name, exactly as Okta sends it (case matters), e.g. employeeID.",
+    )
+    type: CustomAttributeType = Field(default=CustomAttributeType.STRING, description="SCIM attribute type.")
+    multi_valued: bool = Field(default=False, description="Whether the attribute holds a list.")
+    description: str | None = Field(default=None, max_length=1024, description="Shown in /Schemas.")
+
+
+class Scim(ApiModel):
+    """The SCIM endpoint Okta pushes to."""
+
+    enabled: bool = Field(default=True, description="Accept SCIM requests for this provider.")
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the SHA-256 hash of the provisioning token (never the token). "
+        "Defaults to Secret '<provider>-scim-token', key 'tokenHash'. `kubescim token rotate` writes it.",
+    )
+    custom_attributes: list[CustomAttribute] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Custom attributes to declare in /Schemas. Undeclared ones are accepted and stored too.",
+    )
+    rate_limit_per_second: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Optional per-provider request rate limit; excess requests get 429 with Retry-After.",
+    )
+
+
+class IdentityProviderSpec(ApiModel):
+    """An identity provider (an Okta org + app) that provisions users and groups into this namespace."""
+
+    display_name: str | None = Field(default=None, max_length=256, description="Human-readable name.")
+    scim: Scim = Field(default_factory=Scim, description="The SCIM endpoint settings.")
+    okta: Okta | None = Field(
+        default=None,
+        description="The Okta org to reconcile against. Without it, the provider is push-only (any SCIM IdP).",
+    )
+    reconcile: Reconcile = Field(default_factory=Reconcile, description="Periodic reconciliation settings.")
+
+
+class SyncResult(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    BLOCKED = "Blocked"
+    RUNNING = "Running"
+
+
+class SyncCounts(StatusModel):
+    """What one reconciliation run changed."""
+
+    users_seen: int = Field(default=0, ge=0, description="Users assigned to the app in Okta.")
+    created: int = Field(default=0, ge=0, description="Users created in the cluster.")
+    updated: int = Field(default=0, ge=0, description="Users whose attributes drifted and were corrected.")
+    deactivated: int = Field(default=0, ge=0, description="Users deactivated (or deleted, per policy).")
+    reactivated: int = Field(default=0, ge=0, description="Users reactivated.")
+    unchanged: int = Field(default=0, ge=0, description="Users already correct.")
+    groups_seen: int = Field(default=0, ge=0, description="Groups pushed or assigned in Okta.")
+    groups_fixed: int = Field(
+        default=0, ge=0, description="Groups created, renamed or with memberships fixed."
+    )
+    groups_removed: int = Field(default=0, ge=0, description="Groups no longer pushed, removed.")
+
+
+class LastSync(StatusModel):
+    """The latest reconciliation run."""
+
+    start_time: dt.datetime | None = Field(default=None, description="When the run started.")
+    completion_time: dt.datetime | None = Field(default=None, description="When the run ended.")
+    duration_seconds: float | None = Field(default=None, ge=0, description="Wall time of the run.")
+    result: SyncResult | None = Field(default=None, description="Succeeded, Failed, Blocked or Running.")
+    message: str | None = Field(default=None, max_length=4096, description="What happened, for humans.")
+    counts: SyncCounts | None = Field(default=None, description="What the run changed.")
+    okta_api_calls: int | None = Field(default=None, ge=0, description="Okta Management API requests made.")
+    rate_limit_waits: int | None = Field(
+        default=None, ge=0, description="Times the run waited for rate limits."
+    )
+
+
+class IdentityProviderStatus(StatusModel):
+    scim_endpoint: str | None = Field(
+        default=None, max_length=2048, description="The SCIM base URL for Okta."
+    )
+    token_rotated_at: dt.datetime | None = Field(
+        default=None, description="When the provisioning token last changed."
+    )
+    last_sync: LastSync | None = Field(default=None, description="The latest reconciliation run.")
+    next_sync_time: dt.datetime | None = Field(default=None, description="When the next run is due.")
+    user_count: int | None = Field(default=None, ge=0, description="ScimUsers of this provider.")
+    group_count: int | None = Field(default=None, ge=0, description="ScimGroups of this provider.")
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last acted on.")
+    conditions: Conditions = Field(default_factory=list)
+
+
+# --- ScimUser / ScimGroup -----------------------------------------------------------------------
+
+
+class UserName(ApiModel):
+    """The components of the user's name (SCIM core `name`)."""
+
+    formatted: ShortText | None = Field(default=None, description="The full name, formatted for display.")
+    family_name: ShortText | None = Field(default=None, description="Family (last) name.")
+    given_name: ShortText | None = Field(default=None, description="Given (first) name.")
+    middle_name: ShortText | None = Field(default=None, description="Middle name(s).")
+    honorific_prefix: ShortText | None = Field(default=None, description="Title prefix, e.g. Ms.")
+    honorific_suffix: ShortText | None = Field(default=None, description="Suffix, e.g. III.")
+
+
+class MultiValue(ApiModel):
+    """One value of a multi-valued attribute (emails, phoneNumbers, ...)."""
+
+    value: Annotated[str, Field(max_length=2048)] | None = Field(default=None, description="The value.")
+    display: ShortText | None = Field(default=None, description="A human-readable label.")
+    type: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="e.g. work, home.")
+    primary: bool | None = Field(default=None, description="Whether this is the primary value.")
+
+
+class Address(ApiModel):
+    """A postal address (SCIM core `addresses`)."""
+
+    formatted: ShortText | None = Field(default=None, description="The full address, formatted for display.")
+    street_address: ShortText | None = Field(default=None, description="Street and number.")
+    locality: ShortText | None = Field(default=None, description="City.")
+    region: ShortText | None = Field(default=None, description="State or region.")
+    postal_code: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Postal code.")
+    country: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="ISO 3166-1 country."
+    )
+    type: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="e.g. work, home.")
+    primary: bool | None = Field(default=None, description="Whether this is the primary address.")
+
+
+MultiValues = Annotated[list[MultiValue], Field(max_length=64)]
+
+
+class ScimUserSpec(ApiModel):
+    """A user provisioned over SCIM (RFC 7643 core User + extensions). Written by the gateway and the
+    Okta reconciler; not meant to be edited by hand."""
+
+    provider: Name = Field(description="The IdentityProvider this user belongs to.")
+    user_name: str = Field(
+        min_length=1,
+        max_length=512,
+        description="SCIM userName: unique per provider, compared case-insensitively.",
+    )
+    external_id: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="The identity provider's id for the user (Okta's user id)."
+    )
+    active: bool = Field(
+        default=True, description="False when the user is deactivated in the identity provider."
+    )
+    display_name: ShortText | None = Field(default=None, description="Name for display.")
+    nick_name: ShortText | None = Field(default=None, description="Casual name.")
+    profile_url: Annotated[str, Field(max_length=2048)] | None = Field(
+        default=None, description="Profile URL."
+    )
+    title: ShortText | None = Field(default=None, description="Job title.")
+    user_type: ShortText | None = Field(
+        default=None, description="Organisation-specific type, e.g. Employee."
+    )
+    preferred_language: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="e.g. en-US."
+    )
+    locale: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="e.g. en-US.")
+    timezone: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="e.g. Europe/Berlin."
+    )
+    name: UserName | None = Field(default=None, description="The user's name components.")
+    emails: MultiValues | None = Field(default=None, description="Email addresses.")
+    phone_numbers: MultiValues | None = Field(default=None, description="Phone numbers.")
+    ims: MultiValues | None = Field(default=None, description="Instant-messaging addresses.")
+    photos: MultiValues | None = Field(default=None, description="Photo URLs.")
+    entitlements: MultiValues | None = Field(default=None, description="Entitlements.")
+    roles: MultiValues | None = Field(default=None, description="Roles.")
+    addresses: Annotated[list[Address], Field(max_length=16)] | None = Field(
+        default=None, description="Postal addresses."
+    )
+    extensions: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="Schema extensions by URN, exactly as sent: the enterprise extension "
+        "(urn:ietf:params:scim:schemas:extension:enterprise:2.0:User: department, costCenter, "
+        "employeeNumber, organization, division, manager) and any custom attribute such as employeeID.",
+        json_schema_extra={
+            "additionalProperties": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    )
+
+
+class ProvenanceKind(StrEnum):
+    GROUP = "Group"
+    ATTRIBUTE = "Attribute"
+    MANUAL = "Manual"
+
+
+class Provenance(StatusModel):
+    """Why a membership exists: which rule, from which group or attribute value."""
+
+    kind: ProvenanceKind = Field(
+        description="Group (a group's displayName), Attribute, or Manual (spec.members)."
+    )
+    rule: Annotated[str, Field(max_length=253)] | None = Field(
+        default=None, description="The mapping that granted it."
+    )
+    attribute: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="The user attribute path."
+    )
+    group: Annotated[str, Field(max_length=256)] | None = Field(
+        default=None, description="The group's displayName."
+    )
+    value: Annotated[str, Field(max_length=1024)] | None = Field(
+        default=None, description="The matched value."
+    )
+
+
+class DerivedMembership(StatusModel):
+    """A team or business unit the user belongs to, with the reasons."""
+
+    name: Name = Field(description="The Team or BusinessUnit name.")
+    sources: Annotated[list[Provenance], Field(max_length=32)] = Field(
+        default_factory=list, description="Every rule that grants it."
+    )
+
+
+class ScimUserStatus(StatusModel):
+    id: str | None = Field(
+        default=None, max_length=64, description="The SCIM id (also label identity.kubescim.dev/scim-id)."
+    )
+    groups: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=1024)] = Field(
+        default_factory=list, description="displayNames of the SCIM groups the user is a member of."
+    )
+    teams: Annotated[list[DerivedMembership], Field(max_length=1024)] = Field(
+        default_factory=list, description="Derived team memberships with provenance."
+    )
+    team_count: int | None = Field(default=None, ge=0, description="Number of derived teams.")
+    business_units: Annotated[list[DerivedMembership], Field(max_length=256)] = Field(
+        default_factory=list, description="Derived business-unit memberships with provenance."
+    )
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last acted on.")
+    conditions: Conditions = Field(default_factory=list)
+
+
+class ScimGroupSpec(ApiModel):
+    """A group pushed over SCIM. Its members are labels on the ScimUsers
+    (group.identity.kubescim.dev/<scim-id>), so a group of any size stays a small object."""
+
+    provider: Name = Field(description="The IdentityProvider this group belongs to.")
+    display_name: str = Field(
+        min_length=1, max_length=256, description="The group's name in the identity provider."
+    )
+    external_id: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="The identity provider's id for the group."
+    )
+
+
+class ScimGroupStatus(StatusModel):
+    id: str | None = Field(
+        default=None, max_length=64, description="The SCIM id (also label identity.kubescim.dev/scim-id)."
+    )
+    member_count: int | None = Field(default=None, ge=0, description="Number of member users.")
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last acted on.")
+    conditions: Conditions = Field(default_factory=list)
+
+
+# --- TeamMapping / BusinessUnitMapping ----------------------------------------------------------
+
+
+class MappingSource(StrEnum):
+    ATTRIBUTE = "Attribute"
+    GROUP = "Group"
+
+
+class MatchOperator(StrEnum):
+    EQUALS = "Equals"
+    IN = "In"
+    PREFIX = "Prefix"
+    GLOB = "Glob"
+    REGEX = "Regex"
+    ANY = "Any"
+
+
+class UserSelection(StrEnum):
+    ACTIVE = "Active"
+    ALL = "All"
+
+
+class Match(ApiModel):
+    """How the source value is compared. Bifrost-compatible Equals: a value of `*` matches any non-empty
+    value, and a value containing `${*}` (e.g. `Bifrost Playground: ${*} Team`) matches that shape and
+    captures the wildcard part."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(self.operator in ['Equals', 'Prefix', 'Glob', 'Regex']) || has(self.value)",
+                    "operator Equals, Prefix, Glob and Regex need a value",
+                ),
+                cel(
+                    "self.operator != 'In' || (has(self.values) && size(self.values) > 0)",
+                    "operator In needs a non-empty values list",
+                ),
+                cel(
+                    "self.operator != 'Regex' || !has(self.value) || self.value.size() == 0 || "
+                    "''.matches(self.value) || !''.matches(self.value)",
+                    "value must be a valid RE2 regular expression",
+                    ".value",
+                ),
+                cel(
+                    "!has(self.value) || self.operator != 'Equals' || self.value.split('${*}').size() <= 2",
+                    "an Equals value may contain ${*} at most once",
+                    ".value",
+                ),
+            ]
+        }
+    )
+
+    operator: MatchOperator = Field(
+        default=MatchOperator.EQUALS,
+        description="Equals (Bifrost semantics, see above), In (any of values), Prefix, Glob (* and ?), "
+        "Regex (RE2; capture groups usable as ${1}, ${2} or ${name} in templates), Any (any non-empty value).",
+    )
+    value: Annotated[str, Field(max_length=1024)] | None = Field(
+        default=None, description="The value, prefix, glob or regular expression."
+    )
+    values: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=256)] | None = Field(
+        default=None, description="For operator In: the accepted values."
+    )
+    case_sensitive: bool = Field(
+        default=False, description="Compare case-sensitively (default: no, like Bifrost)."
+    )
+    negate: bool = Field(
+        default=False,
+        description="Match when the value does NOT match (target name must then be fixed: nothing is captured).",
+    )
+
+
+class MappingTarget(ApiModel):
+    """The Team or BusinessUnit a matching user joins."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.name) != has(self.nameTemplate)", "set exactly one of name or nameTemplate"),
+            ]
+        }
+    )
+
+    name: Name | None = Field(default=None, description="A fixed Team/BusinessUnit name.")
+    name_template: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        default=None,
+        description="A name built from the match: ${*} (the captured or whole value), ${1}.. / ${name} (regex "
+        "groups), ${value} (the whole source value). Normalised to a valid name (lowercase, a-z0-9-, "
+        "at most 63 characters).",
+    )
+    display_name_template: Annotated[str, Field(max_length=256)] | None = Field(
+        default=None,
+        description="Display name for a Team/BusinessUnit the operator creates; same placeholders. Defaults to "
+        "the unnormalised name.",
+    )
+    business_unit: Name | None = Field(
+        default=None,
+        description="TeamMapping only: the BusinessUnit that teams created by this rule belong to.",
+    )
+
+
+_TEMPLATE_NEEDS_WILDCARD = (
+    "!has(self.target.nameTemplate) || !self.target.nameTemplate.contains('${') || "
+    "(self.match.operator in ['Any', 'Glob', 'Regex', 'Prefix', 'In'] && !self.match.negate) || "
+    "(self.match.operator == 'Equals' && !self.match.negate && has(self.match.value) && "
+    "(self.match.value == '*' || self.match.value.contains('${*}')))"
+)
+
+
+class MappingSpec(ApiModel):
+    """One mapping rule: users whose attribute (or group displayName) matches join the target."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.source != 'Attribute' || has(self.attribute)",
+                    "source Attribute needs attribute: the user attribute path, e.g. department",
+                ),
+                cel(
+                    "self.source != 'Group' || !has(self.attribute)",
+                    "source Group matches the group's displayName: remove attribute",
+                ),
+                cel(
+                    _TEMPLATE_NEEDS_WILDCARD,
+                    "target.nameTemplate with a placeholder needs a wildcard match: operator Any, Glob, Regex, "
+                    "Prefix or In, or an Equals value of * or containing ${*} (and no negate)",
+                    ".target.nameTemplate",
+                ),
+            ]
+        }
+    )
+
+    source: MappingSource = Field(
+        default=MappingSource.ATTRIBUTE,
+        description="Attribute (a user attribute) or Group (the displayName of each group the user is in).",
+    )
+    attribute: Annotated[str, Field(min_length=1, max_length=512)] | None = Field(
+        default=None,
+        description="User attribute path: a core attribute (userName, title, userType, name.givenName, "
+        'emails[type eq "work"].value), an enterprise attribute by short name (department, costCenter, '
+        "organization, division, employeeNumber, manager.value), or any extension attribute by full URN "
+        "path, e.g. urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeID.",
+    )
+    match: Match = Field(description="How the value is compared.")
+    target: MappingTarget = Field(description="The Team/BusinessUnit to join.")
+    priority: int = Field(
+        default=100,
+        ge=0,
+        le=1000,
+        description="Higher first. Decides whose display name wins when rules target the same name, the order "
+        "of provenance, and which rules `final` stops.",
+    )
+    final: bool = Field(
+        default=False,
+        description="When this rule matches a user, lower-priority rules of the same kind are not applied to them.",
+    )
+    users: UserSelection = Field(
+        default=UserSelection.ACTIVE,
+        description="Active (default): deactivated users never match. All: they do.",
+    )
+    providers: Annotated[list[Name], Field(max_length=32)] = Field(
+        default_factory=list, description="IdentityProviders this rule applies to; empty means all."
+    )
+
+
+class MappingStatus(StatusModel):
+    matched_users: int | None = Field(default=None, ge=0, description="Users the rule currently matches.")
+    targets: Annotated[list[Name], Field(max_length=1000)] = Field(
+        default_factory=list, description="Names the rule currently produces (up to 1000)."
+    )
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last acted on.")
+    conditions: Conditions = Field(default_factory=list)
+
+
+# --- Team / BusinessUnit ------------------------------------------------------------------------
+
+
+class ManualMember(ApiModel):
+    """A member added by hand (GitOps). Never removed by the operator."""
+
+    user_name: str = Field(min_length=1, max_length=512, description="The member's SCIM userName.")
+    provider: Name | None = Field(default=None, description="The user's IdentityProvider, if several exist.")
+
+
+class GroupingSpec(ApiModel):
+    display_name: ShortText | None = Field(default=None, description="Human-readable name.")
+    description: Annotated[str, Field(max_length=4096)] | None = Field(
+        default=None, description="What it is for."
+    )
+    members: Annotated[list[ManualMember], Field(max_length=5000)] = Field(
+        default_factory=list, description="Members added by hand, kept regardless of mapping rules."
+    )
+
+
+class TeamSpec(GroupingSpec):
+    """A team: created by the operator from a TeamMapping, or by hand (GitOps)."""
+
+    business_unit: Name | None = Field(
+        default=None, description="The BusinessUnit this team belongs to; its members roll up into it."
+    )
+
+
+class BusinessUnitSpec(GroupingSpec):
+    """A business unit: created by the operator from a BusinessUnitMapping, or by hand (GitOps)."""
+
+
+class Origin(StrEnum):
+    MAPPING = "Mapping"
+    MANUAL = "Manual"
+
+
+class Member(StatusModel):
+    """A member with the reasons it is one."""
+
+    user_name: str = Field(max_length=512, description="SCIM userName.")
+    user: Annotated[str, Field(max_length=253)] | None = Field(
+        default=None, description="The ScimUser object's name."
+    )
+    sources: Annotated[list[Provenance], Field(max_length=32)] = Field(
+        default_factory=list, description="Why."
+    )
+
+
+class GroupingStatus(StatusModel):
+    origin: Origin | None = Field(
+        default=None, description="Mapping (created by the operator) or Manual (by hand)."
+    )
+    member_count: int | None = Field(default=None, ge=0, description="Number of members.")
+    members: Annotated[list[Member], Field(max_length=500)] = Field(
+        default_factory=list,
+        description="Members with provenance, sorted by userName, at most 500; the label selector is the full list.",
+    )
+    members_truncated: bool | None = Field(
+        default=None, description="True when members lists only the first 500."
+    )
+    selector: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="Label selector listing every member: kubectl get scimusers -l <selector>."
+    )
+    rules: Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=256)] = Field(
+        default_factory=list, description="Mappings that currently produce this name."
+    )
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last acted on.")
+    conditions: Conditions = Field(default_factory=list)
+
+
+class TeamStatus(GroupingStatus):
+    pass
+
+
+class BusinessUnitStatus(GroupingStatus):
+    teams: Annotated[list[Name], Field(max_length=1000)] = Field(
+        default_factory=list, description="Teams whose spec.businessUnit names this unit."
+    )

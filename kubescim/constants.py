@@ -1,0 +1,49 @@
+"""Names shared by the gateway, the operator, the CLI and the chart: API group, label keys, annotations.
+
+Label keys are the contract for membership (DESIGN.md decision 2): a user's group, team and
+business-unit memberships are labels on the ScimUser, so `kubectl get scimusers -l KEY` lists
+a group/team/BU of any size, and concurrent membership writes touch different keys.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from kubescim.kube import Resource
+
+GROUP: Final = "identity.kubescim.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+IDENTITY_PROVIDERS: Final = Resource(GROUP, VERSION, "identityproviders")
+SCIM_USERS: Final = Resource(GROUP, VERSION, "scimusers")
+SCIM_GROUPS: Final = Resource(GROUP, VERSION, "scimgroups")
+TEAM_MAPPINGS: Final = Resource(GROUP, VERSION, "teammappings")
+BUSINESS_UNIT_MAPPINGS: Final = Resource(GROUP, VERSION, "businessunitmappings")
+TEAMS: Final = Resource(GROUP, VERSION, "teams")
+BUSINESS_UNITS: Final = Resource(GROUP, VERSION, "businessunits")
+
+# --- labels on ScimUser / ScimGroup -------------------------------------------------------------
+LABEL_PROVIDER: Final = f"{GROUP}/provider"
+LABEL_SCIM_ID: Final = f"{GROUP}/scim-id"
+LABEL_ACTIVE: Final = f"{GROUP}/active"
+# Prefixes: the label key's name part is the group's SCIM id / the team's or BU's object name.
+GROUP_LABEL_PREFIX: Final = f"group.{GROUP}/"
+TEAM_LABEL_PREFIX: Final = f"team.{GROUP}/"
+BUSINESS_UNIT_LABEL_PREFIX: Final = f"businessunit.{GROUP}/"
+
+# --- labels on Team / BusinessUnit --------------------------------------------------------------
+LABEL_CREATED_BY: Final = f"{GROUP}/created-by"
+CREATED_BY_OPERATOR: Final = "kubescim-operator"
+
+# --- annotations --------------------------------------------------------------------------------
+ANNOTATION_LAST_MODIFIED: Final = f"{GROUP}/last-modified"
+ANNOTATION_SYNC_REQUESTED: Final = f"{GROUP}/sync-requested"
+ANNOTATION_ALLOW_MASS_DEACTIVATION: Final = f"{GROUP}/allow-mass-deactivation"
+
+# --- common app.kubernetes.io labels ------------------------------------------------------------
+PART_OF: Final = {"app.kubernetes.io/part-of": "kubescim"}
+MANAGED_BY_GATEWAY: Final = {"app.kubernetes.io/managed-by": "kubescim-gateway"}
+MANAGED_BY_OPERATOR: Final = {"app.kubernetes.io/managed-by": "kubescim-operator"}
+
+ENTERPRISE_USER_URN: Final = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"

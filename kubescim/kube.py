@@ -1,0 +1,354 @@
+"""A small async Kubernetes API client on httpx, shared by the gateway, the operator and the CLI.
+
+Why not the official `kubernetes` package: it is synchronous (every call would need a thread) and
+its generated models cost more CPU per object than the JSON we need. We only touch a handful of
+resource kinds through a handful of verbs (get, list, watch, create, patch, delete), so a thin
+client keeps the hot path short and fully async. Kopf keeps its own aiohttp client for watches.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import yaml
+
+JSON = dict[str, Any]
+PatchType = Literal["merge", "json", "strategic", "apply"]
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class ApiError(Exception):
+    """The API server answered with an error status (4xx, or a 5xx we do not retry)."""
+
+    def __init__(self, status: int, body: Mapping[str, Any] | None, method: str = "", path: str = "") -> None:
+        self.status = status
+        self.body: Mapping[str, Any] = body or {}
+        self.reason = str(self.body.get("reason", ""))
+        self.message = str(self.body.get("message", ""))
+        super().__init__(f"{method} {path}: {status} {self.reason}: {self.message}")
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+class ApiUnavailable(Exception):
+    """The API server could not be reached, timed out, or answered 5xx/429: retry later."""
+
+
+@dataclass(frozen=True)
+class KubeConfig:
+    server: str
+    token: str | None = None
+    token_file: Path | None = None
+    ca_file: str | None = None
+    ca_data: bytes | None = None
+    client_cert: tuple[str, str] | None = None
+    insecure: bool = False
+    namespace: str = "default"
+
+    @classmethod
+    def load(cls, kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> KubeConfig:
+        """From the given kubeconfig, $KUBECONFIG, ~/.kube/config, or the in-cluster service account."""
+        path = kubeconfig or os.environ.get("KUBECONFIG")
+        if not path and (IN_CLUSTER_DIR / "token").exists():
+            return cls.in_cluster()
+        return cls.from_file(Path(path or Path.home() / ".kube" / "config"), context)
+
+    @classmethod
+    def in_cluster(cls) -> KubeConfig:
+        host = os.environ["KUBERNETES_SERVICE_HOST"]
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        host = f"[{host}]" if ":" in host else host
+        return cls(
+            server=f"https://{host}:{port}",
+            token_file=IN_CLUSTER_DIR / "token",
+            ca_file=str(IN_CLUSTER_DIR / "ca.crt"),
+            namespace=(IN_CLUSTER_DIR / "namespace").read_text().strip(),
+        )
+
+    @classmethod
+    def from_file(cls, path: Path, context_name: str | None = None) -> KubeConfig:
+        doc = yaml.safe_load(path.read_text())
+        context_name = context_name or doc.get("current-context")
+        context = _named(doc.get("contexts", []), context_name, "context")
+        cluster = _named(doc.get("clusters", []), context["cluster"], "cluster")
+        user = _named(doc.get("users", []), context["user"], "user")
+        base = path.parent
+
+        def resolve(value: str | None) -> str | None:
+            return str((base / value).resolve()) if value else None
+
+        cert = None
+        if user.get("client-certificate-data") or user.get("client-certificate"):
+            cert_file = resolve(user.get("client-certificate")) or _temp_file(
+                base64.b64decode(user["client-certificate-data"])
+            )
+            key_file = resolve(user.get("client-key")) or _temp_file(
+                base64.b64decode(user["client-key-data"])
+            )
+            cert = (cert_file, key_file)
+        return cls(
+            server=cluster["server"].rstrip("/"),
+            token=user.get("token"),
+            token_file=Path(resolve(user["tokenFile"]) or "") if user.get("tokenFile") else None,
+            ca_file=resolve(cluster.get("certificate-authority")),
+            ca_data=base64.b64decode(cluster["certificate-authority-data"])
+            if cluster.get("certificate-authority-data")
+            else None,
+            client_cert=cert,
+            insecure=bool(cluster.get("insecure-skip-tls-verify")),
+            namespace=context.get("namespace", "default"),
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        if self.insecure:
+            return False
+        context = ssl.create_default_context(
+            cafile=self.ca_file, cadata=self.ca_data.decode() if self.ca_data else None
+        )
+        if self.client_cert:
+            context.load_cert_chain(*self.client_cert)
+        return context
+
+    def bearer_token(self) -> str | None:
+        # Projected service-account tokens rotate: read the file each time we build headers.
+        if self.token_file:
+            return self.token_file.read_text().strip()
+        return self.token
+
+
+def _named(items: list[JSON], name: str | None, what: str) -> JSON:
+    for item in items:
+        if item.get("name") == name:
+            return dict(item.get(what, {}))
+    raise ValueError(f"kubeconfig has no {what} named {name!r}")
+
+
+def _temp_file(data: bytes) -> str:
+    handle = tempfile.NamedTemporaryFile(prefix="kubescim-", delete=False)  # noqa: SIM115
+    handle.write(data)
+    handle.close()
+    os.chmod(handle.name, 0o600)
+    return handle.name
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a resource kind lives in the API: enough to build its URLs."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        parts = [prefix]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(self.plural)
+        if name:
+            parts.append(name)
+        if subresource:
+            parts.append(subresource)
+        return "/".join(parts)
+
+
+SECRETS = Resource("", "v1", "secrets")
+EVENTS = Resource("events.k8s.io", "v1", "events")
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
+
+
+class Kube:
+    """Async API client. One per process; share it (it pools connections)."""
+
+    def __init__(self, config: KubeConfig, *, timeout: float = 30.0, max_connections: int = 100) -> None:
+        self.config = config
+        self._client = httpx.AsyncClient(
+            base_url=config.server,
+            verify=config.ssl_context(),
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            http2=False,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Kube:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        token = self.config.bearer_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> JSON:
+        content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        try:
+            response = await self._client.request(
+                method,
+                path,
+                content=content,
+                params=params,
+                headers=self._headers(content_type if content is not None else None),
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as error:
+            raise ApiUnavailable(f"{method} {path}: {type(error).__name__}: {error}") from error
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ApiUnavailable(f"{method} {path}: HTTP {response.status_code}")
+        try:
+            payload = response.json() if response.content else {}
+        except ValueError:
+            payload = {"message": response.text[:200]}
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, payload, method, path)
+        return dict(payload)
+
+    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JSON:
+        return await self.request("GET", resource.path(namespace, name))
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        limit: int = 500,
+    ) -> tuple[list[JSON], str]:
+        """All items (following `continue`), and the list's resourceVersion to watch from."""
+        items: list[JSON] = []
+        params: dict[str, str | int] = {"limit": limit}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            page = await self.request("GET", resource.path(namespace), params=params)
+            items.extend(page.get("items", []))
+            meta = page.get("metadata", {})
+            if not meta.get("continue"):
+                return items, str(meta.get("resourceVersion", ""))
+            params["continue"] = meta["continue"]
+
+    async def create(self, resource: Resource, body: JSON, namespace: str | None = None) -> JSON:
+        return await self.request("POST", resource.path(namespace), body=body)
+
+    async def replace(self, resource: Resource, name: str, body: JSON, namespace: str | None = None) -> JSON:
+        return await self.request("PUT", resource.path(namespace, name), body=body)
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        body: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: PatchType = "merge",
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        force: bool = False,
+    ) -> JSON:
+        params: dict[str, str | int] = {}
+        if field_manager:
+            params["fieldManager"] = field_manager
+        if force:
+            params["force"] = "true"
+        return await self.request(
+            "PATCH",
+            resource.path(namespace, name, subresource),
+            body=body,
+            params=params,
+            content_type=_PATCH_CONTENT_TYPES[patch_type],
+        )
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        preconditions: JSON | None = None,
+    ) -> JSON:
+        body = (
+            {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": preconditions}
+            if preconditions
+            else None
+        )
+        return await self.request("DELETE", resource.path(namespace, name), body=body)
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str,
+        timeout_seconds: int = 290,
+        label_selector: str | None = None,
+    ) -> AsyncIterator[JSON]:
+        """Yield watch events ({type, object}) from resource_version, with bookmarks, until the server
+        ends the stream. The caller re-lists on a 410 Gone (ApiError status 410 or an ERROR event)."""
+        params: dict[str, str | int] = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": timeout_seconds,
+        }
+        if label_selector:
+            params["labelSelector"] = label_selector
+        try:
+            async with self._client.stream(
+                "GET",
+                resource.path(namespace),
+                params=params,
+                headers=self._headers(),
+                timeout=httpx.Timeout(timeout_seconds + 30, connect=5.0),
+            ) as response:
+                if response.status_code >= 400:
+                    body = await response.aread()
+                    if response.status_code >= 500:
+                        raise ApiUnavailable(f"watch {resource.plural}: HTTP {response.status_code}")
+                    raise ApiError(response.status_code, json.loads(body or b"{}"), "WATCH", resource.plural)
+                async for line in response.aiter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TransportError as error:
+            raise ApiUnavailable(f"watch {resource.plural}: {type(error).__name__}: {error}") from error
