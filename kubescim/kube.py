@@ -323,6 +323,7 @@ class Kube:
         resource_version: str,
         timeout_seconds: int = 290,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> AsyncIterator[JSON]:
         """Yield watch events ({type, object}) from resource_version, with bookmarks, until the server
         ends the stream. The caller re-lists on a 410 Gone (ApiError status 410 or an ERROR event)."""
@@ -334,6 +335,8 @@ class Kube:
         }
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         try:
             async with self._client.stream(
                 "GET",

@@ -7,6 +7,7 @@ KUBESCIM_TEST_CLUSTER=existing, the tests run unchanged against the cluster that
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
@@ -14,10 +15,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
+from kubescim.cli import rotate_token
+from kubescim.constants import API_VERSION, IDENTITY_PROVIDERS
 from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig
 from kubescim_dev.controlplane import ControlPlane, tool_path
+from kubescim_dev.processes import GatewayProcess, start_gateway
 from kubescim_dev.stack import install_crds
 
 
@@ -79,3 +84,67 @@ async def namespace(kube: Kube) -> AsyncIterator[str]:
     except ApiError as error:
         if not error.not_found:
             raise
+
+
+# --- the SCIM gateway: two real processes against the real API server --------------------------
+
+
+@dataclass
+class ScimEnv:
+    namespace: str
+    provider: str
+    token: str
+    other_provider: str
+    other_token: str
+    gateways: list[GatewayProcess]
+    cluster: Cluster
+
+    def client(
+        self, replica: int = 0, *, token: str | None = None, provider: str | None = None
+    ) -> httpx.AsyncClient:
+        base = self.gateways[replica].url
+        prefix = f"/providers/{provider}/scim/v2" if provider else "/scim/v2"
+        return httpx.AsyncClient(
+            base_url=base + prefix,
+            headers={
+                "Authorization": f"Bearer {token or self.token}",
+                "Content-Type": "application/scim+json",
+            },
+            timeout=30,
+        )
+
+
+async def make_provider(kube: Kube, namespace: str, name: str, spec: dict[str, object] | None = None) -> str:
+    await kube.create(
+        IDENTITY_PROVIDERS,
+        {
+            "apiVersion": API_VERSION,
+            "kind": "IdentityProvider",
+            "metadata": {"name": name},
+            "spec": spec or {},
+        },
+        namespace,
+    )
+    return await rotate_token(kube, namespace, name)
+
+
+@pytest.fixture(scope="session")
+async def scim_env(crds: Cluster, kube: Kube, request: pytest.FixtureRequest) -> AsyncIterator[ScimEnv]:
+    namespace = f"scim-{uuid.uuid4().hex[:8]}"
+    await kube.create(NAMESPACES, {"metadata": {"name": namespace}})
+    token = await make_provider(kube, namespace, "okta")
+    other_token = await make_provider(kube, namespace, "fresh")
+    gateways: list[GatewayProcess] = []
+    try:
+        for _ in range(2):
+            gateways.append(
+                await asyncio.to_thread(
+                    start_gateway, crds.kubeconfig, namespace, extra_env={"KUBESCIM_DEFAULT_PROVIDER": "okta"}
+                )
+            )
+        yield ScimEnv(namespace, "okta", token, "fresh", other_token, gateways, crds)
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+            if request.session.testsfailed:
+                print(f"\n--- {gateway.name} log ---\n{gateway.log(40)}")

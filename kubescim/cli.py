@@ -1,0 +1,138 @@
+"""The `kubescim` command line: token rotation, on-demand sync, and `explain`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubescim.api.models import IdentityProviderSpec
+from kubescim.constants import ANNOTATION_SYNC_REQUESTED, IDENTITY_PROVIDERS, PART_OF
+from kubescim.kube import SECRETS, ApiError, ApiUnavailable, Kube, KubeConfig
+from kubescim.tokens import TOKEN_HASH_KEY, default_secret_name, generate_token, hash_token
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
+    """Generate a new provisioning token, store only its hash, and return the token (shown once)."""
+    try:
+        idp = await kube.get(IDENTITY_PROVIDERS, provider, namespace)
+    except ApiError as error:
+        if error.not_found:
+            raise SystemExit(f"error: no IdentityProvider {provider!r} in namespace {namespace!r}") from None
+        raise
+    spec = IdentityProviderSpec.model_validate(idp.get("spec") or {})
+    ref = spec.scim.token_secret_ref
+    name = ref.name if ref else default_secret_name(provider)
+    key = ref.key if ref else TOKEN_HASH_KEY
+    token = generate_token()
+    rotated_at = _now()
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "labels": {**PART_OF, "identity.kubescim.dev/provider": provider},
+            "annotations": {"identity.kubescim.dev/rotated-at": rotated_at},
+        },
+        "data": {key: base64.b64encode(hash_token(token).encode()).decode()},
+    }
+    try:
+        await kube.create(SECRETS, secret, namespace)
+    except ApiError as error:
+        if not error.conflict:
+            raise
+        # Replace the whole data map: a seeded plain `token` key must not survive a rotation.
+        current = await kube.get(SECRETS, name, namespace)
+        secret["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        await kube.replace(SECRETS, name, secret, namespace)
+    await kube.patch(
+        IDENTITY_PROVIDERS,
+        provider,
+        {"status": {"tokenRotatedAt": rotated_at}},
+        namespace,
+        subresource="status",
+    )
+    return token
+
+
+async def request_sync(kube: Kube, namespace: str, provider: str) -> None:
+    await kube.patch(
+        IDENTITY_PROVIDERS,
+        provider,
+        {"metadata": {"annotations": {ANNOTATION_SYNC_REQUESTED: _now()}}},
+        namespace,
+    )
+
+
+def _run(config: KubeConfig, work: Callable[[Kube], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with Kube(config) as kube:
+            return await work(kube)
+
+    try:
+        return asyncio.run(main())
+    except ApiUnavailable as error:
+        raise SystemExit(f"error: the Kubernetes API server is unreachable: {error}") from None
+    except ApiError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubescim", description=__doc__)
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    token = commands.add_parser("token", help="provisioning tokens").add_subparsers(
+        dest="action", required=True
+    )
+    rotate = token.add_parser("rotate", help="generate a new token; the previous one stops working at once")
+    rotate.add_argument("--provider", required=True)
+
+    sync = commands.add_parser("sync", help="request an Okta reconciliation now")
+    sync.add_argument("--provider", required=True)
+
+    explain = commands.add_parser("explain", help="why a user is in a team, or whom a rule matches")
+    explain.add_argument("what", choices=["user", "rule"])
+    explain.add_argument("name", help="a userName, or a TeamMapping/BusinessUnitMapping name")
+
+    args = parser.parse_args(argv)
+    config = KubeConfig.load(args.kubeconfig, args.context)
+    namespace = args.namespace or config.namespace
+
+    if args.command == "token":
+        token_value = _run(config, lambda kube: rotate_token(kube, namespace, args.provider))
+        print(token_value)
+        print(
+            f"This is the only time the token is shown. Paste it into Okta's API Token field for provider "
+            f"{args.provider!r}; the previous token no longer works.",
+            file=sys.stderr,
+        )
+        return 0
+    if args.command == "sync":
+        _run(config, lambda kube: request_sync(kube, namespace, args.provider))
+        print(f"sync requested for provider {args.provider}")
+        return 0
+    if args.command == "explain":
+        from kubescim.explain import explain_rule, explain_user
+
+        work = explain_user if args.what == "user" else explain_rule
+        print(_run(config, lambda kube: work(kube, namespace, args.name)))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

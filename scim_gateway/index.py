@@ -1,0 +1,251 @@
+"""The gateway's watch-fed, in-memory view of ScimUsers and ScimGroups.
+
+Answers GET by id, `userName eq` / `externalId eq` / `displayName eq` filters, paging in a stable
+order, group members and user groups without touching the API server. Fed by the informers and by
+the gateway's own writes (write-through, so a replica reads its own writes at once). Every object
+carries its resourceVersion; an older version never replaces a newer one, and tombstones stop a
+late watch event from resurrecting something this replica just deleted.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubescim.constants import GROUP_LABEL_PREFIX, LABEL_PROVIDER, LABEL_SCIM_ID
+from kubescim.informer import resource_version_int
+from kubescim.kube import JSON
+from scim_gateway.scim.resources import fold
+
+SortKey = tuple[str, str]  # (creationTimestamp, id): new objects sort last, so paging is stable
+
+
+@dataclass
+class Entry:
+    """One cached ScimUser or ScimGroup."""
+
+    object_name: str
+    scim_id: str
+    provider: str
+    uid: str
+    resource_version: int
+    created: str
+    last_modified: str
+    spec: dict[str, Any]
+    labels: dict[str, str]
+    generation: int = 0
+
+    @property
+    def sort_key(self) -> SortKey:
+        return (self.created, self.scim_id)
+
+    @property
+    def version(self) -> str:
+        return f'W/"{self.resource_version}"'
+
+    def group_ids(self) -> set[str]:
+        return {key[len(GROUP_LABEL_PREFIX) :] for key in self.labels if key.startswith(GROUP_LABEL_PREFIX)}
+
+
+def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
+    meta = obj.get("metadata", {})
+    labels = dict(meta.get("labels") or {})
+    scim_id = labels.get(LABEL_SCIM_ID)
+    provider = labels.get(LABEL_PROVIDER) or (obj.get("spec") or {}).get("provider")
+    if not scim_id or not provider:
+        return None  # not made by a gateway (or mid-edit by hand): invisible to SCIM
+    created = str(meta.get("creationTimestamp", ""))
+    annotations = meta.get("annotations") or {}
+    return Entry(
+        object_name=str(meta.get("name", "")),
+        scim_id=scim_id,
+        provider=provider,
+        uid=str(meta.get("uid", "")),
+        resource_version=resource_version_int(obj),
+        created=created,
+        last_modified=str(annotations.get(last_modified_annotation) or created),
+        spec=dict(obj.get("spec") or {}),
+        labels=labels,
+        generation=int(meta.get("generation") or 0),
+    )
+
+
+@dataclass
+class _Ordered:
+    """Ids of one provider's users or groups in stable (created, id) order."""
+
+    keys: list[SortKey] = field(default_factory=list)
+
+    def add(self, key: SortKey) -> None:
+        position = bisect.bisect_left(self.keys, key)
+        if position >= len(self.keys) or self.keys[position] != key:
+            self.keys.insert(position, key)
+
+    def remove(self, key: SortKey) -> None:
+        position = bisect.bisect_left(self.keys, key)
+        if position < len(self.keys) and self.keys[position] == key:
+            del self.keys[position]
+
+
+class Collection:
+    """Users or groups: by id, by object name, by a folded unique key, in order, per provider."""
+
+    def __init__(self, last_modified_annotation: str, unique_attribute: str) -> None:
+        self.annotation = last_modified_annotation
+        self.unique_attribute = unique_attribute
+        self.by_id: dict[str, Entry] = {}
+        self.by_object_name: dict[str, str] = {}
+        self.by_unique: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.by_external_id: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.ordered: dict[str, _Ordered] = defaultdict(_Ordered)
+        self.tombstones: dict[str, int] = {}  # object name -> resourceVersion of its deletion
+        self.listeners: list[Any] = []
+
+    def _unique_key(self, entry: Entry) -> tuple[str, str] | None:
+        value = entry.spec.get(self.unique_attribute)
+        return (entry.provider, fold(value)) if isinstance(value, str) else None
+
+    def _external_key(self, entry: Entry) -> tuple[str, str] | None:
+        value = entry.spec.get("externalId")
+        return (entry.provider, value) if isinstance(value, str) else None
+
+    def _unlink(self, entry: Entry) -> None:
+        self.by_id.pop(entry.scim_id, None)
+        if self.by_object_name.get(entry.object_name) == entry.scim_id:
+            del self.by_object_name[entry.object_name]
+        for index, key in (
+            (self.by_unique, self._unique_key(entry)),
+            (self.by_external_id, self._external_key(entry)),
+        ):
+            if key is not None:
+                index[key].discard(entry.scim_id)
+                if not index[key]:
+                    del index[key]
+        self.ordered[entry.provider].remove(entry.sort_key)
+
+    def _link(self, entry: Entry) -> None:
+        self.by_id[entry.scim_id] = entry
+        self.by_object_name[entry.object_name] = entry.scim_id
+        for index, key in (
+            (self.by_unique, self._unique_key(entry)),
+            (self.by_external_id, self._external_key(entry)),
+        ):
+            if key is not None:
+                index[key].add(entry.scim_id)
+        self.ordered[entry.provider].add(entry.sort_key)
+
+    def upsert(self, obj: JSON) -> Entry | None:
+        """Apply an object (watch event or our own write). Returns the entry now cached for it."""
+        entry = entry_from_object(obj, self.annotation)
+        if entry is None:
+            return None
+        tombstone = self.tombstones.get(entry.object_name)
+        if tombstone is not None:
+            if entry.resource_version <= tombstone:
+                return None
+            del self.tombstones[entry.object_name]
+        current = self.by_id.get(entry.scim_id)
+        if current is not None:
+            if current.resource_version > entry.resource_version:
+                return current
+            if (
+                current.object_name != entry.object_name
+                and current.resource_version == entry.resource_version
+            ):
+                return current
+            self._unlink(current)
+        previous = self.by_object_name.get(entry.object_name)
+        if previous is not None and previous != entry.scim_id and previous in self.by_id:
+            self._unlink(self.by_id[previous])
+        self._link(entry)
+        for listener in self.listeners:
+            listener(current, entry)
+        return entry
+
+    def remove(self, obj: JSON) -> None:
+        meta = obj.get("metadata", {})
+        name = str(meta.get("name", ""))
+        version = resource_version_int(obj)
+        self.tombstones[name] = max(version, self.tombstones.get(name, 0))
+        scim_id = self.by_object_name.get(name)
+        if scim_id is None:
+            return
+        entry = self.by_id.get(scim_id)
+        if entry is not None and entry.object_name == name and entry.resource_version <= version:
+            self._unlink(entry)
+            for listener in self.listeners:
+                listener(entry, None)
+
+    def replace_all(self, objects: list[JSON], list_version: str) -> None:
+        """A fresh list: drop what is gone, apply the rest."""
+        seen = {str(o.get("metadata", {}).get("name", "")) for o in objects}
+        version = int(list_version) if list_version.isdigit() else 0
+        for name, scim_id in list(self.by_object_name.items()):
+            entry = self.by_id.get(scim_id)
+            if name not in seen and entry is not None and entry.resource_version <= version:
+                self._unlink(entry)
+                for listener in self.listeners:
+                    listener(entry, None)
+        for obj in objects:
+            self.upsert(obj)
+        self.prune_tombstones(version)
+
+    def on_event(self, kind: str, obj: JSON) -> None:
+        if kind == "DELETED":
+            self.remove(obj)
+        else:
+            self.upsert(obj)
+
+    def prune_tombstones(self, watched_version: int) -> None:
+        """Once the watch has passed a deletion, no older event for that object can arrive."""
+        if len(self.tombstones) > 1000:
+            self.tombstones = {n: v for n, v in self.tombstones.items() if v > watched_version}
+
+    def find_unique(self, provider: str, value: str) -> list[Entry]:
+        return [self.by_id[i] for i in self.by_unique.get((provider, fold(value)), ()) if i in self.by_id]
+
+    def find_external(self, provider: str, value: str) -> list[Entry]:
+        return [self.by_id[i] for i in self.by_external_id.get((provider, value), ()) if i in self.by_id]
+
+    def in_order(self, provider: str) -> list[Entry]:
+        return [self.by_id[key[1]] for key in self.ordered[provider].keys if key[1] in self.by_id]
+
+    def count(self, provider: str) -> int:
+        return len(self.ordered[provider].keys)
+
+
+class Index:
+    """Users, groups, and the membership relation derived from user labels."""
+
+    def __init__(self, last_modified_annotation: str) -> None:
+        self.users = Collection(last_modified_annotation, "userName")
+        self.groups = Collection(last_modified_annotation, "displayName")
+        self.members: dict[str, set[str]] = defaultdict(set)  # group id -> user ids
+        self.users.listeners.append(self._on_user_change)
+
+    def _on_user_change(self, old: Entry | None, new: Entry | None) -> None:
+        old_groups = old.group_ids() if old else set()
+        new_groups = new.group_ids() if new else set()
+        if old is not None:
+            for group_id in old_groups - new_groups if new and new.scim_id == old.scim_id else old_groups:
+                self.members[group_id].discard(old.scim_id)
+                if not self.members[group_id]:
+                    del self.members[group_id]
+        if new is not None:
+            for group_id in new_groups:
+                self.members[group_id].add(new.scim_id)
+
+    def group_members(self, group_id: str) -> list[Entry]:
+        users = (self.users.by_id.get(i) for i in self.members.get(group_id, ()))
+        return sorted((u for u in users if u is not None), key=lambda u: u.sort_key)
+
+    def member_ids(self, group_id: str) -> set[str]:
+        return set(self.members.get(group_id, ()))
+
+    def user_groups(self, user: Entry) -> list[Entry]:
+        groups = (self.groups.by_id.get(g) for g in user.group_ids())
+        return sorted(
+            (g for g in groups if g is not None and g.provider == user.provider), key=lambda g: g.sort_key
+        )

@@ -1,0 +1,38 @@
+"""The gateway's settings, from KUBESCIM_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _default_namespace() -> str:
+    return IN_CLUSTER_NAMESPACE.read_text().strip() if IN_CLUSTER_NAMESPACE.exists() else "default"
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBESCIM_", extra="ignore")
+
+    namespace: str = Field(default_factory=_default_namespace, description="Namespace of the SCIM resources.")
+    kubeconfig: str | None = Field(default=None, description="Kubeconfig path; in-cluster config when unset.")
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on all interfaces
+    port: int = 8080
+    public_base_url: str | None = Field(
+        default=None,
+        description="External URL of the gateway (e.g. https://scim.example.com), for meta.location.",
+    )
+    default_provider: str | None = Field(
+        default=None,
+        description="Provider served at /scim/v2; defaults to the only IdentityProvider if there is one.",
+    )
+    max_body_bytes: int = 1024 * 1024
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    patch_response_member_limit: int = 10_000
+    api_timeout_seconds: float = 20.0
+    log_level: str = "INFO"
+    log_json: bool = True

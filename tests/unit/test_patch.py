@@ -1,0 +1,231 @@
+"""PATCH engine: RFC 7644 semantics plus Okta's and Entra's real request shapes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kubescim.constants import ENTERPRISE_USER_URN
+from scim_gateway.scim.errors import ScimError
+from scim_gateway.scim.filter import ResourceSchema
+from scim_gateway.scim.patch import (
+    apply_operations,
+    member_delta,
+    parse_patch_request,
+    split_member_operations,
+)
+from scim_gateway.scim.schema import ENTERPRISE_SCHEMA, GROUP_SCHEMA, PATCH_OP_URN, USER_SCHEMA
+
+USERS = ResourceSchema(USER_SCHEMA, (ENTERPRISE_SCHEMA,))
+GROUPS = ResourceSchema(GROUP_SCHEMA)
+USER: dict[str, Any] = {
+    "userName": "alice@example.com",
+    "active": True,
+    "name": {"givenName": "Alice", "familyName": "Liddell"},
+    "emails": [{"value": "alice@example.com", "type": "work", "primary": True}],
+    ENTERPRISE_USER_URN: {"department": "Engineering"},
+}
+
+
+def patch(
+    resource: dict[str, Any], *operations: dict[str, Any], schema: ResourceSchema = USERS
+) -> dict[str, Any]:
+    before = copy.deepcopy(resource)
+    result = apply_operations(
+        resource, parse_patch_request({"schemas": [PATCH_OP_URN], "Operations": list(operations)}), schema
+    )
+    assert resource == before, "apply_operations must not mutate its input"
+    return result
+
+
+def test_okta_deactivate_is_pathless_replace() -> None:
+    assert patch(USER, {"op": "replace", "value": {"active": False}})["active"] is False
+
+
+def test_entra_capitalised_op_and_string_boolean() -> None:
+    assert patch(USER, {"op": "Replace", "path": "active", "value": "False"})["active"] is False
+    assert patch(USER, {"op": "REPLACE", "value": {"active": "True"}})["active"] is True
+
+
+def test_pathless_dotted_keys_and_urn_keys() -> None:
+    result = patch(
+        USER,
+        {
+            "op": "replace",
+            "value": {
+                "name.givenName": "Alicia",
+                f"{ENTERPRISE_USER_URN}:department": "Research",
+                "urn:example:custom:1.0:User": {"badge": "7"},
+            },
+        },
+    )
+    assert result["name"] == {"givenName": "Alicia", "familyName": "Liddell"}
+    assert result[ENTERPRISE_USER_URN]["department"] == "Research"
+    assert result["urn:example:custom:1.0:User"] == {"badge": "7"}
+
+
+def test_extension_path_add_custom_attribute_keeps_case() -> None:
+    result = patch(USER, {"op": "add", "path": f"{ENTERPRISE_USER_URN}:employeeID", "value": "E-1"})
+    assert result[ENTERPRISE_USER_URN] == {"department": "Engineering", "employeeID": "E-1"}
+
+
+def test_value_filter_paths() -> None:
+    result = patch(USER, {"op": "replace", "path": 'emails[type eq "work"].value', "value": "a@new.example"})
+    assert result["emails"][0]["value"] == "a@new.example"
+    result = patch(USER, {"op": "remove", "path": 'emails[type eq "work"]'})
+    assert result["emails"] == []
+    with pytest.raises(ScimError) as info:
+        patch(USER, {"op": "replace", "path": 'emails[type eq "home"].value', "value": "x"})
+    assert info.value.scim_type == "noTarget"
+
+
+def test_multivalued_add_appends_and_keeps_one_primary() -> None:
+    result = patch(
+        USER, {"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home", "primary": True}]}
+    )
+    assert [e["value"] for e in result["emails"]] == ["alice@example.com", "b@x"]
+    assert [e.get("primary") for e in result["emails"]] == [False, True]
+
+
+def test_entra_remove_with_value_list() -> None:
+    result = patch(USER, {"op": "Remove", "path": "emails", "value": [{"value": "alice@example.com"}]})
+    assert result["emails"] == []
+
+
+def test_remove_attribute_and_subattribute() -> None:
+    assert "name" not in patch(USER, {"op": "remove", "path": "name"})
+    assert patch(USER, {"op": "remove", "path": "name.givenName"})["name"] == {"familyName": "Liddell"}
+
+
+def test_read_only_attributes() -> None:
+    # Okta's group rename carries the group's own id: ignored.
+    assert patch(
+        {"displayName": "A"}, {"op": "replace", "value": {"id": "x", "displayName": "B"}}, schema=GROUPS
+    ) == {"displayName": "B"}
+    with pytest.raises(ScimError) as info:
+        patch(USER, {"op": "remove", "path": "id"})
+    assert info.value.scim_type == "mutability"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {"Operations": []},
+        {"schemas": ["wrong"], "Operations": [{"op": "add", "path": "title", "value": "x"}]},
+        {"Operations": [{"op": "move", "path": "title", "value": "x"}]},
+        {"Operations": [{"op": "add", "path": "title"}]},
+        {"Operations": [{"op": "remove"}]},
+        {"Operations": [{"op": "replace", "value": "not-an-object"}]},
+        {"Operations": [{"op": "add", "path": 7, "value": "x"}]},
+        {"Operations": ["x"]},
+        {"Operations": [{"op": "add", "path": "emails[type eq", "value": "x"}]},
+    ],
+)
+def test_malformed_requests_are_scim_400(body: Any) -> None:
+    with pytest.raises(ScimError) as info:
+        parse_patch_request(body)
+    assert info.value.status == 400
+    assert info.value.scim_type in {"invalidSyntax", "invalidPath", "noTarget", "invalidValue"}
+
+
+def test_wrong_types_are_invalid_value() -> None:
+    for operation in [
+        {"op": "replace", "path": "active", "value": "maybe"},
+        {"op": "replace", "path": "title", "value": 7},
+        {"op": "replace", "path": "name", "value": "x"},
+    ]:
+        with pytest.raises(ScimError) as info:
+            patch(USER, operation)
+        assert info.value.scim_type == "invalidValue"
+
+
+def ops(*operations: dict[str, Any]) -> list[Any]:
+    return parse_patch_request({"schemas": [PATCH_OP_URN], "Operations": list(operations)})
+
+
+def test_okta_mixed_membership_patch() -> None:
+    members, others = split_member_operations(
+        ops(
+            {"op": "replace", "value": {"id": "g1", "displayName": "Engineering"}},
+            {"op": "remove", "path": 'members[value eq "u1"]'},
+            {"op": "add", "path": "members", "value": [{"value": "u3", "display": "c@x"}]},
+        )
+    )
+    assert len(others) == 1
+    assert member_delta(members, {"u1", "u2"}) == ({"u3"}, {"u1"})
+
+
+def test_replace_members_and_entra_remove_list_and_pathless_members() -> None:
+    members, _ = split_member_operations(
+        ops({"op": "replace", "path": "members", "value": [{"value": "u9"}]})
+    )
+    assert member_delta(members, {"u1", "u9"}) == (set(), {"u1"})
+    members, _ = split_member_operations(ops({"op": "Remove", "path": "members", "value": [{"value": "u1"}]}))
+    assert member_delta(members, {"u1", "u2"}) == (set(), {"u1"})
+    members, _ = split_member_operations(ops({"op": "add", "value": {"members": [{"value": "u5"}]}}))
+    assert member_delta(members, set()) == ({"u5"}, set())
+    members, _ = split_member_operations(ops({"op": "remove", "path": "members"}))
+    assert member_delta(members, {"u1", "u2"}) == (set(), {"u1", "u2"})
+    members, _ = split_member_operations(
+        ops({"op": "remove", "path": 'members[value eq "u1" or value eq "u2"]'})
+    )
+    assert member_delta(members, {"u1", "u2", "u3"}) == (set(), {"u1", "u2"})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+paths = st.sampled_from(
+    [
+        None,
+        "title",
+        "active",
+        "name.givenName",
+        "emails",
+        'emails[type eq "work"].value',
+        'emails[type eq "work"]',
+        f"{ENTERPRISE_USER_URN}:department",
+        "members",
+        "id",
+        "x.y.z",
+        'members[value eq "u1"]',
+        "urn:bad",
+        "[",
+        "",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "op": st.sampled_from(["add", "remove", "replace", "Replace", "bogus"]),
+                "path": paths,
+                "value": json_values,
+            }
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_fuzz_patch_gives_result_or_scim_error(operations: list[dict[str, Any]]) -> None:
+    for operation in operations:
+        if operation["path"] is None:
+            del operation["path"]
+    try:
+        result = patch(USER, *operations)
+    except ScimError as error:
+        assert 400 <= error.status < 500
+        return
+    assert isinstance(result, dict)
