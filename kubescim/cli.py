@@ -34,7 +34,7 @@ async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
     key = ref.key if ref else TOKEN_HASH_KEY
     token = generate_token()
     rotated_at = _now()
-    secret = {
+    secret: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
