@@ -67,9 +67,7 @@ def main() -> int:
         "",
     ]
     (HERE / "kube" / "go.mod").write_text("\n".join(lines))
-    print(
-        f"hack/kube/go.mod: k8s.io/kubernetes {version}, {len(staging)} staging modules at {staging_version}"
-    )
+    print(f"hack/kube/go.mod: k8s.io/kubernetes {version}, {len(staging)} staging modules at {staging_version}")
     return 0
 
 

@@ -88,16 +88,12 @@ def _run(config: KubeConfig, work: Callable[[Kube], Awaitable[Any]]) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubescim", description=__doc__)
-    parser.add_argument(
-        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
-    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     parser.add_argument("--context", help="kubeconfig context")
     parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    token = commands.add_parser("token", help="provisioning tokens").add_subparsers(
-        dest="action", required=True
-    )
+    token = commands.add_parser("token", help="provisioning tokens").add_subparsers(dest="action", required=True)
     rotate = token.add_parser("rotate", help="generate a new token; the previous one stops working at once")
     rotate.add_argument("--provider", required=True)
 

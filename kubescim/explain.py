@@ -52,9 +52,7 @@ async def explain_user(kube: Kube, namespace: str, user_name: str) -> str:
             f"  groups:   {', '.join(status.get('groups') or []) or '(none)'}",
         ]
         if spec.get("active") is False:
-            lines.append(
-                "  (inactive users are in no team or business unit unless a rule selects users: All)"
-            )
+            lines.append("  (inactive users are in no team or business unit unless a rule selects users: All)")
         lines += _memberships("teams", status.get("teams") or [])
         lines += _memberships("business units", status.get("businessUnits") or [])
         blocks.append("\n".join(lines))

@@ -103,9 +103,7 @@ class Informer:
             obj: Any = event.get("object") or {}
             if kind == "ERROR":
                 code = obj.get("code")
-                raise ApiError(
-                    int(code) if isinstance(code, int) else 500, obj, "WATCH", self.resource.plural
-                )
+                raise ApiError(int(code) if isinstance(code, int) else 500, obj, "WATCH", self.resource.plural)
             version = obj.get("metadata", {}).get("resourceVersion")
             if version:
                 self.resource_version = str(version)
@@ -145,9 +143,7 @@ class Informer:
                 need_list = True
             except (ApiUnavailable, OSError) as error:
                 self.healthy = False
-                log.warning(
-                    "API server unavailable", extra={"resource": self.resource.plural, "error": str(error)}
-                )
+                log.warning("API server unavailable", extra={"resource": self.resource.plural, "error": str(error)})
                 if self.on_error is not None:
                     result = self.on_error(error)
                     if result is not None:

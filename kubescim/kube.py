@@ -103,9 +103,7 @@ class KubeConfig:
             cert_file = resolve(user.get("client-certificate")) or _temp_file(
                 base64.b64decode(user["client-certificate-data"])
             )
-            key_file = resolve(user.get("client-key")) or _temp_file(
-                base64.b64decode(user["client-key-data"])
-            )
+            key_file = resolve(user.get("client-key")) or _temp_file(base64.b64decode(user["client-key-data"]))
             cert = (cert_file, key_file)
         return cls(
             server=cluster["server"].rstrip("/"),
@@ -161,9 +159,7 @@ class Resource:
     plural: str
     namespaced: bool = True
 
-    def path(
-        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
-    ) -> str:
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
         prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         parts = [prefix]
         if self.namespaced and namespace:
@@ -308,11 +304,7 @@ class Kube:
         *,
         preconditions: JSON | None = None,
     ) -> JSON:
-        body = (
-            {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": preconditions}
-            if preconditions
-            else None
-        )
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": preconditions} if preconditions else None
         return await self.request("DELETE", resource.path(namespace, name), body=body)
 
     async def watch(

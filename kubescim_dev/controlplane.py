@@ -185,9 +185,7 @@ class ControlPlane:
         pki = self.workdir / "pki"
         pki.mkdir(parents=True, exist_ok=True)
         _make_pki(pki)
-        (pki / "tokens.csv").write_text(
-            f'{self.admin_token},kubescim-admin,kubescim-admin,"system:masters"\n'
-        )
+        (pki / "tokens.csv").write_text(f'{self.admin_token},kubescim-admin,kubescim-admin,"system:masters"\n')
         (pki / "tokens.csv").chmod(0o600)
         self.etcd_port = self.etcd_port or free_port()
         peer_port = free_port()
@@ -268,9 +266,7 @@ class ControlPlane:
         while time.monotonic() < deadline:
             for name, process in self._processes.items():
                 if process.poll() is not None:
-                    raise RuntimeError(
-                        f"{name} exited with {process.returncode}; log:\n{self.tail_log(name)}"
-                    )
+                    raise RuntimeError(f"{name} exited with {process.returncode}; log:\n{self.tail_log(name)}")
             request = urllib.request.Request(
                 f"{self.url}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"}
             )

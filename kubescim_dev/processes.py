@@ -23,9 +23,7 @@ class ManagedProcess:
     name: str
     argv: list[str]
     env: dict[str, str]
-    log_path: Path = field(
-        default_factory=lambda: Path(tempfile.mkstemp(prefix="kubescim-", suffix=".log")[1])
-    )
+    log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(prefix="kubescim-", suffix=".log")[1]))
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

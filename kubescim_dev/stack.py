@@ -8,6 +8,7 @@ it and waits. `demo` runs the same stack in the foreground, tells the story, and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,7 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from kubescim.cli import rotate_token
+from kubescim.constants import API_VERSION, IDENTITY_PROVIDERS
+from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig
 from kubescim_dev.controlplane import REPO_ROOT, ControlPlane, tool_path
+from kubescim_dev.processes import ManagedProcess, start_gateway
 
 LOCAL = REPO_ROOT / ".local"
 ENV_FILE = LOCAL / "stack.env"
@@ -45,18 +50,60 @@ def install_crds(kubeconfig: Path) -> None:
     )
 
 
+NAMESPACE = "kubescim"
+PROVIDER = "okta"
+
+
+async def _bootstrap(kubeconfig: Path) -> str:
+    """The demo namespace and IdentityProvider, and a provisioning token for it."""
+    async with Kube(KubeConfig.from_file(kubeconfig)) as kube:
+        try:
+            await kube.create(NAMESPACES, {"metadata": {"name": NAMESPACE}})
+        except ApiError as error:
+            if not error.conflict:
+                raise
+        try:
+            await kube.create(
+                IDENTITY_PROVIDERS,
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "IdentityProvider",
+                    "metadata": {"name": PROVIDER},
+                    "spec": {"displayName": "Local Okta simulator"},
+                },
+                NAMESPACE,
+            )
+        except ApiError as error:
+            if not error.conflict:
+                raise
+        return await rotate_token(kube, NAMESPACE, PROVIDER)
+
+
 class Stack:
     """Everything `make up` runs, in dependency order."""
 
     def __init__(self, workdir: Path | None = None) -> None:
         self.control_plane = ControlPlane(workdir=workdir)
+        self.processes: list[ManagedProcess] = []
 
     def start(self) -> dict[str, str]:
         self.control_plane.start()
-        install_crds(self.control_plane.kubeconfig)
-        return {"KUBECONFIG": str(self.control_plane.kubeconfig)}
+        kubeconfig = self.control_plane.kubeconfig
+        install_crds(kubeconfig)
+        token = asyncio.run(_bootstrap(kubeconfig))
+        gateway = start_gateway(kubeconfig, NAMESPACE)
+        self.processes.append(gateway)
+        return {
+            "KUBECONFIG": str(kubeconfig),
+            "KUBESCIM_NAMESPACE": NAMESPACE,
+            "SCIM_URL": gateway.scim_url,
+            "SCIM_TOKEN": token,
+        }
 
     def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
         self.control_plane.stop()
 
 

@@ -6,6 +6,7 @@ Served at /scim/v2 (the default provider) and /providers/{provider}/scim/v2 (any
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -140,9 +141,7 @@ async def scim_context(
     if provider.limiter is not None:
         wait = provider.limiter.allow()
         if wait > 0:
-            raise ScimError(
-                429, "rate limit exceeded", ScimType.TOO_MANY, {"Retry-After": str(max(1, round(wait)))}
-            )
+            raise ScimError(429, "rate limit exceeded", ScimType.TOO_MANY, {"Retry-After": str(max(1, round(wait)))})
     base = gateway.settings.public_base_url or str(request.base_url).rstrip("/")
     prefix = f"/providers/{name}/scim/v2" if "provider" in request.path_params else "/scim/v2"
     return Context(provider, base.rstrip("/") + prefix)
@@ -254,17 +253,13 @@ scim = APIRouter()
 
 @scim.get("/Users", tags=["Users"])
 async def list_users(ctx: Ctx, gateway: GatewayDep, query: ListQueryDep) -> ScimResponse:
-    return ScimResponse(
-        await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=True)
-    )
+    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=True))
 
 
 @scim.post("/Users/.search", tags=["Users"], openapi_extra=RESOURCE_BODY)
 async def search_users(ctx: Ctx, gateway: GatewayDep, body: Body) -> ScimResponse:
     query = _search_query(body, gateway)
-    return ScimResponse(
-        await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=True)
-    )
+    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=True))
 
 
 @scim.post("/Users", status_code=201, tags=["Users"], openapi_extra=RESOURCE_BODY)
@@ -288,9 +283,7 @@ async def replace_user(
 
 
 @scim.patch("/Users/{user_id}", tags=["Users"], openapi_extra=RESOURCE_BODY)
-async def patch_user(
-    ctx: Ctx, gateway: GatewayDep, user_id: str, body: Body, if_match: IfMatch = None
-) -> ScimResponse:
+async def patch_user(ctx: Ctx, gateway: GatewayDep, user_id: str, body: Body, if_match: IfMatch = None) -> ScimResponse:
     resource = await gateway.service.patch_user(ctx.provider.name, user_id, body, ctx.base_url, if_match)
     return ScimResponse(resource, headers=_resource_headers(resource))
 
@@ -303,17 +296,13 @@ async def delete_user(ctx: Ctx, gateway: GatewayDep, user_id: str, if_match: IfM
 
 @scim.get("/Groups", tags=["Groups"])
 async def list_groups(ctx: Ctx, gateway: GatewayDep, query: ListQueryDep) -> ScimResponse:
-    return ScimResponse(
-        await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=False)
-    )
+    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=False))
 
 
 @scim.post("/Groups/.search", tags=["Groups"], openapi_extra=RESOURCE_BODY)
 async def search_groups(ctx: Ctx, gateway: GatewayDep, body: Body) -> ScimResponse:
     query = _search_query(body, gateway)
-    return ScimResponse(
-        await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=False)
-    )
+    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=False))
 
 
 @scim.post("/Groups", status_code=201, tags=["Groups"], openapi_extra=RESOURCE_BODY)
@@ -355,12 +344,9 @@ async def delete_group(ctx: Ctx, gateway: GatewayDep, group_id: str, if_match: I
 @scim.post("/.search", tags=["Search"], openapi_extra=RESOURCE_BODY)
 async def search_all(ctx: Ctx, gateway: GatewayDep, body: Body) -> ScimResponse:
     query = _search_query(body, gateway)
-    users = await gateway.service.list_resources(
-        ctx.provider.name, ListQuery(query.filter, 1, 1_000_000), ctx.base_url, users=True
-    )
-    groups = await gateway.service.list_resources(
-        ctx.provider.name, ListQuery(query.filter, 1, 1_000_000), ctx.base_url, users=False
-    )
+    everything = dataclasses.replace(query, start_index=1, count=1_000_000)
+    users = await gateway.service.list_resources(ctx.provider.name, everything, ctx.base_url, users=True)
+    groups = await gateway.service.list_resources(ctx.provider.name, everything, ctx.base_url, users=False)
     resources = users["Resources"] + groups["Resources"]
     page = resources[query.start_index - 1 : query.start_index - 1 + query.count]
     return ScimResponse(
@@ -396,9 +382,7 @@ async def schemas(ctx: Ctx) -> ScimResponse:
 
 @scim.get("/Schemas/{schema_id}", tags=["Discovery"])
 async def schema(ctx: Ctx, schema_id: str) -> ScimResponse:
-    return ScimResponse(
-        discovery.find(discovery.schemas(ctx.base_url, ctx.provider.spec), schema_id, "Schema")
-    )
+    return ScimResponse(discovery.find(discovery.schemas(ctx.base_url, ctx.provider.spec), schema_id, "Schema"))
 
 
 def _resource_headers(resource: dict[str, Any]) -> dict[str, str]:

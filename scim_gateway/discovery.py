@@ -93,10 +93,7 @@ def schemas(base_url: str, provider: IdentityProviderSpec) -> list[dict[str, Any
             enterprise.description,
             enterprise.attributes + tuple(declared.pop(ENTERPRISE_USER_URN)),
         )
-    extra = [
-        Schema(urn, urn.rsplit(":", 1)[-1], "Custom attributes", tuple(attrs))
-        for urn, attrs in declared.items()
-    ]
+    extra = [Schema(urn, urn.rsplit(":", 1)[-1], "Custom attributes", tuple(attrs)) for urn, attrs in declared.items()]
     return [s.to_scim(base_url) for s in (USER_SCHEMA, GROUP_SCHEMA, enterprise, *extra)]
 
 

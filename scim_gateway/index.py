@@ -150,10 +150,7 @@ class Collection:
         if current is not None:
             if current.resource_version > entry.resource_version:
                 return current
-            if (
-                current.object_name != entry.object_name
-                and current.resource_version == entry.resource_version
-            ):
+            if current.object_name != entry.object_name and current.resource_version == entry.resource_version:
                 return current
             self._unlink(current)
         previous = self.by_object_name.get(entry.object_name)
@@ -246,6 +243,4 @@ class Index:
 
     def user_groups(self, user: Entry) -> list[Entry]:
         groups = (self.groups.by_id.get(g) for g in user.group_ids())
-        return sorted(
-            (g for g in groups if g is not None and g.provider == user.provider), key=lambda g: g.sort_key
-        )
+        return sorted((g for g in groups if g is not None and g.provider == user.provider), key=lambda g: g.sort_key)

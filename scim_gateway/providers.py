@@ -68,9 +68,7 @@ class ProviderRegistry:
 
     @property
     def synced(self) -> bool:
-        return self._informer.synced.is_set() and all(
-            i.synced.is_set() for i in self._secret_informers.values()
-        )
+        return self._informer.synced.is_set() and all(i.synced.is_set() for i in self._secret_informers.values())
 
     def start(self) -> None:
         self._informer.start()
@@ -98,9 +96,7 @@ class ProviderRegistry:
         provider = self.providers.pop(name, None)
         if provider is not None:
             informer = self._secret_informers.pop(provider.secret_name, None)
-            if informer is not None and not any(
-                p.secret_name == provider.secret_name for p in self.providers.values()
-            ):
+            if informer is not None and not any(p.secret_name == provider.secret_name for p in self.providers.values()):
                 asyncio.get_running_loop().create_task(informer.stop())
 
     def _upsert(self, obj: JSON) -> None:
@@ -152,9 +148,7 @@ class ProviderRegistry:
                 try:
                     provider.token_hash = hash_from_secret_data(data, provider.secret_key)
                 except (ValueError, UnicodeDecodeError):
-                    log.error(
-                        "unreadable token Secret", extra={"provider": provider.name, "secret": secret_name}
-                    )
+                    log.error("unreadable token Secret", extra={"provider": provider.name, "secret": secret_name})
                     provider.token_hash = None
 
     def _set_hash(self, secret_name: str, value: str | None) -> None:

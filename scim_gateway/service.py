@@ -6,6 +6,7 @@ raises ScimError before anything is written.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ from scim_gateway.scim.schema import (
 )
 from scim_gateway.store import KubeStore
 
+log = logging.getLogger(__name__)
 USERS_SCHEMA = ResourceSchema(USER_SCHEMA, (ENTERPRISE_SCHEMA,))
 GROUPS_SCHEMA = ResourceSchema(GROUP_SCHEMA)
 MAX_CONFLICT_RETRIES = 4
@@ -138,7 +140,6 @@ class ScimService:
             members = [
                 {
                     "value": u.scim_id,
-                    "display": str(u.spec.get("userName", "")),
                     "$ref": f"{base_url}/Users/{u.scim_id}",
                     "type": "User",
                 }
@@ -173,9 +174,7 @@ class ScimService:
             raise not_found(f"Group {scim_id} not found")
         return entry
 
-    async def _candidates(
-        self, collection: Collection, provider: str, query: Query, users: bool
-    ) -> list[Entry]:
+    async def _candidates(self, collection: Collection, provider: str, query: Query, users: bool) -> list[Entry]:
         """Entries the filter may match, from an index when the filter allows it."""
         if query.filter is not None:
             unique = equality_lookup(query.filter, "userName" if users else "displayName")
@@ -196,9 +195,7 @@ class ScimService:
                 return [entry] if entry is not None and entry.provider == provider else []
         return collection.in_order(provider)
 
-    async def list_resources(
-        self, provider: str, query: Query, base_url: str, *, users: bool
-    ) -> dict[str, Any]:
+    async def list_resources(self, provider: str, query: Query, base_url: str, *, users: bool) -> dict[str, Any]:
         collection = self.index.users if users else self.index.groups
         schema = USERS_SCHEMA if users else GROUPS_SCHEMA
         attributes = parse_attribute_list(query.attributes)
@@ -211,9 +208,7 @@ class ScimService:
                 return self.user_resource(entry, base_url)
             return self.group_resource(entry, base_url, with_members=members)
 
-        filter_needs_members = (
-            query.filter is not None and not users and "members" in repr(query.filter).lower()
-        )
+        filter_needs_members = query.filter is not None and not users and "members" in repr(query.filter).lower()
         matched: list[tuple[Entry, dict[str, Any] | None]] = []
         for entry in candidates:
             if query.filter is None:
@@ -221,9 +216,7 @@ class ScimService:
                 continue
             resource = render(entry, filter_needs_members)
             if evaluate(query.filter, resource, schema):
-                matched.append(
-                    (entry, resource if (users or filter_needs_members == wants_members) else None)
-                )
+                matched.append((entry, resource if (users or filter_needs_members == wants_members) else None))
         if query.sort_by:
             matched = self._sorted(matched, query, render, schema)
         total = len(matched)
@@ -339,6 +332,8 @@ class ScimService:
     # --- groups ---------------------------------------------------------------------------------
 
     async def _resolve_members(self, provider: str, ids: set[str]) -> list[Entry]:
+        """The users to add. An id unknown even to the API server is skipped (and logged): ids are
+        server-assigned, so it can never become a user, and RFC 7644 does not require rejecting it."""
         entries = []
         unknown = []
         for scim_id in sorted(ids):
@@ -350,8 +345,9 @@ class ScimService:
             else:
                 entries.append(entry)
         if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise bad_request(f"unknown member id(s): {shown}", ScimType.INVALID_VALUE)
+            log.warning(
+                "ignored unknown member ids", extra={"provider": provider, "count": len(unknown), "ids": unknown[:5]}
+            )
         return entries
 
     async def create_group(self, provider: str, body: Any, base_url: str) -> dict[str, Any]:

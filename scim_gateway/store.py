@@ -69,20 +69,16 @@ class KubeStore:
                     **labels,
                     LABEL_PROVIDER: spec.provider,
                     LABEL_SCIM_ID: scim_id,
-                    LABEL_ACTIVE: str(spec.active).lower(),
+                    LABEL_ACTIVE: str(spec.active is not False).lower(),
                 },
                 "annotations": {ANNOTATION_LAST_MODIFIED: now_iso()},
             },
             "spec": spec.dump(),
         }
 
-    async def create_user(
-        self, spec: ScimUserSpec, scim_id: str, labels: dict[str, str] | None = None
-    ) -> Entry:
+    async def create_user(self, spec: ScimUserSpec, scim_id: str, labels: dict[str, str] | None = None) -> Entry:
         try:
-            created = await self.kube.create(
-                SCIM_USERS, self._user_object(spec, scim_id, labels or {}), self.namespace
-            )
+            created = await self.kube.create(SCIM_USERS, self._user_object(spec, scim_id, labels or {}), self.namespace)
         except ApiError as error:
             if error.status == 409:
                 raise conflict(f"userName {spec.user_name!r} is already in use") from None
@@ -129,9 +125,7 @@ class KubeStore:
                 entry = self.index.users.upsert(item)
         return entry if entry is not None and entry.provider == provider else None
 
-    async def update_user(
-        self, current: Entry, spec: ScimUserSpec, generation_guard: int | None = None
-    ) -> Entry:
+    async def update_user(self, current: Entry, spec: ScimUserSpec, generation_guard: int | None = None) -> Entry:
         """Replace the user's attributes. A changed (case-folded) userName moves the object to its new name."""
         if user_object_name(spec.provider, spec.user_name) != current.object_name:
             return await self._rename_user(current, spec)
@@ -143,7 +137,7 @@ class KubeStore:
             {
                 "op": "add",
                 "path": f"/metadata/labels/{_escape(LABEL_ACTIVE)}",
-                "value": str(spec.active).lower(),
+                "value": str(spec.active is not False).lower(),
             },
             {
                 "op": "add",
@@ -158,11 +152,7 @@ class KubeStore:
         except ApiError as error:
             if error.not_found:
                 raise not_found(f"User {current.scim_id} not found") from None
-            if (
-                error.status in (409, 422)
-                and generation_guard is not None
-                and "test" in error.message.lower()
-            ):
+            if error.status in (409, 422) and generation_guard is not None and "test" in error.message.lower():
                 raise ScimError(409, "the user changed concurrently; retry", ScimType.INVALID_VALUE) from None
             if error.status in (400, 422):
                 raise _invalid(error, "User") from None

@@ -31,9 +31,7 @@ class Cluster:
     kubeconfig: Path
     control_plane: ControlPlane | None  # None when testing an existing cluster
 
-    def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(tool_path("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
             check=check,
@@ -99,9 +97,7 @@ class ScimEnv:
     gateways: list[GatewayProcess]
     cluster: Cluster
 
-    def client(
-        self, replica: int = 0, *, token: str | None = None, provider: str | None = None
-    ) -> httpx.AsyncClient:
+    def client(self, replica: int = 0, *, token: str | None = None, provider: str | None = None) -> httpx.AsyncClient:
         base = self.gateways[replica].url
         prefix = f"/providers/{provider}/scim/v2" if provider else "/scim/v2"
         return httpx.AsyncClient(

@@ -73,9 +73,7 @@ class Condition(StatusModel):
         pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
         description="Machine-readable CamelCase reason for the condition's last transition.",
     )
-    message: str = Field(
-        default="", max_length=32768, description="Human-readable details of the transition."
-    )
+    message: str = Field(default="", max_length=32768, description="Human-readable details of the transition.")
     last_transition_time: dt.datetime = Field(description="When the condition last changed status.")
     observed_generation: int | None = Field(
         default=None, ge=0, description="The .metadata.generation the condition was computed from."
@@ -96,9 +94,7 @@ class SecretKeyRef(ApiModel):
     """A key in a Secret in the object's own namespace."""
 
     name: Name = Field(description="Name of the Secret, in the same namespace.")
-    key: str = Field(
-        max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key within the Secret's data."
-    )
+    key: str = Field(max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key within the Secret's data.")
 
 
 # --- IdentityProvider ---------------------------------------------------------------------------
@@ -297,9 +293,7 @@ class SyncCounts(StatusModel):
     reactivated: int = Field(default=0, ge=0, description="Users reactivated.")
     unchanged: int = Field(default=0, ge=0, description="Users already correct.")
     groups_seen: int = Field(default=0, ge=0, description="Groups pushed or assigned in Okta.")
-    groups_fixed: int = Field(
-        default=0, ge=0, description="Groups created, renamed or with memberships fixed."
-    )
+    groups_fixed: int = Field(default=0, ge=0, description="Groups created, renamed or with memberships fixed.")
     groups_removed: int = Field(default=0, ge=0, description="Groups no longer pushed, removed.")
 
 
@@ -313,18 +307,12 @@ class LastSync(StatusModel):
     message: str | None = Field(default=None, max_length=4096, description="What happened, for humans.")
     counts: SyncCounts | None = Field(default=None, description="What the run changed.")
     okta_api_calls: int | None = Field(default=None, ge=0, description="Okta Management API requests made.")
-    rate_limit_waits: int | None = Field(
-        default=None, ge=0, description="Times the run waited for rate limits."
-    )
+    rate_limit_waits: int | None = Field(default=None, ge=0, description="Times the run waited for rate limits.")
 
 
 class IdentityProviderStatus(StatusModel):
-    scim_endpoint: str | None = Field(
-        default=None, max_length=2048, description="The SCIM base URL for Okta."
-    )
-    token_rotated_at: dt.datetime | None = Field(
-        default=None, description="When the provisioning token last changed."
-    )
+    scim_endpoint: str | None = Field(default=None, max_length=2048, description="The SCIM base URL for Okta.")
+    token_rotated_at: dt.datetime | None = Field(default=None, description="When the provisioning token last changed.")
     last_sync: LastSync | None = Field(default=None, description="The latest reconciliation run.")
     next_sync_time: dt.datetime | None = Field(default=None, description="When the next run is due.")
     user_count: int | None = Field(default=None, ge=0, description="ScimUsers of this provider.")
@@ -364,9 +352,7 @@ class Address(ApiModel):
     locality: ShortText | None = Field(default=None, description="City.")
     region: ShortText | None = Field(default=None, description="State or region.")
     postal_code: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Postal code.")
-    country: Annotated[str, Field(max_length=64)] | None = Field(
-        default=None, description="ISO 3166-1 country."
-    )
+    country: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="ISO 3166-1 country.")
     type: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="e.g. work, home.")
     primary: bool | None = Field(default=None, description="Whether this is the primary address.")
 
@@ -387,25 +373,18 @@ class ScimUserSpec(ApiModel):
     external_id: Annotated[str, Field(max_length=512)] | None = Field(
         default=None, description="The identity provider's id for the user (Okta's user id)."
     )
-    active: bool = Field(
-        default=True, description="False when the user is deactivated in the identity provider."
+    active: bool | None = Field(
+        default=None,
+        description="False when the user is deactivated in the identity provider; unset counts as active.",
     )
     display_name: ShortText | None = Field(default=None, description="Name for display.")
     nick_name: ShortText | None = Field(default=None, description="Casual name.")
-    profile_url: Annotated[str, Field(max_length=2048)] | None = Field(
-        default=None, description="Profile URL."
-    )
+    profile_url: Annotated[str, Field(max_length=2048)] | None = Field(default=None, description="Profile URL.")
     title: ShortText | None = Field(default=None, description="Job title.")
-    user_type: ShortText | None = Field(
-        default=None, description="Organisation-specific type, e.g. Employee."
-    )
-    preferred_language: Annotated[str, Field(max_length=64)] | None = Field(
-        default=None, description="e.g. en-US."
-    )
+    user_type: ShortText | None = Field(default=None, description="Organisation-specific type, e.g. Employee.")
+    preferred_language: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="e.g. en-US.")
     locale: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="e.g. en-US.")
-    timezone: Annotated[str, Field(max_length=64)] | None = Field(
-        default=None, description="e.g. Europe/Berlin."
-    )
+    timezone: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="e.g. Europe/Berlin.")
     name: UserName | None = Field(default=None, description="The user's name components.")
     emails: MultiValues | None = Field(default=None, description="Email addresses.")
     phone_numbers: MultiValues | None = Field(default=None, description="Phone numbers.")
@@ -421,9 +400,7 @@ class ScimUserSpec(ApiModel):
         description="Schema extensions by URN, exactly as sent: the enterprise extension "
         "(urn:ietf:params:scim:schemas:extension:enterprise:2.0:User: department, costCenter, "
         "employeeNumber, organization, division, manager) and any custom attribute such as employeeID.",
-        json_schema_extra={
-            "additionalProperties": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        },
+        json_schema_extra={"additionalProperties": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
     )
 
 
@@ -436,21 +413,13 @@ class ProvenanceKind(StrEnum):
 class Provenance(StatusModel):
     """Why a membership exists: which rule, from which group or attribute value."""
 
-    kind: ProvenanceKind = Field(
-        description="Group (a group's displayName), Attribute, or Manual (spec.members)."
-    )
-    rule: Annotated[str, Field(max_length=253)] | None = Field(
-        default=None, description="The mapping that granted it."
-    )
+    kind: ProvenanceKind = Field(description="Group (a group's displayName), Attribute, or Manual (spec.members).")
+    rule: Annotated[str, Field(max_length=253)] | None = Field(default=None, description="The mapping that granted it.")
     attribute: Annotated[str, Field(max_length=512)] | None = Field(
         default=None, description="The user attribute path."
     )
-    group: Annotated[str, Field(max_length=256)] | None = Field(
-        default=None, description="The group's displayName."
-    )
-    value: Annotated[str, Field(max_length=1024)] | None = Field(
-        default=None, description="The matched value."
-    )
+    group: Annotated[str, Field(max_length=256)] | None = Field(default=None, description="The group's displayName.")
+    value: Annotated[str, Field(max_length=1024)] | None = Field(default=None, description="The matched value.")
 
 
 class DerivedMembership(StatusModel):
@@ -485,9 +454,7 @@ class ScimGroupSpec(ApiModel):
     (group.identity.kubescim.dev/<scim-id>), so a group of any size stays a small object."""
 
     provider: Name = Field(description="The IdentityProvider this group belongs to.")
-    display_name: str = Field(
-        min_length=1, max_length=256, description="The group's name in the identity provider."
-    )
+    display_name: str = Field(min_length=1, max_length=256, description="The group's name in the identity provider.")
     external_id: Annotated[str, Field(max_length=512)] | None = Field(
         default=None, description="The identity provider's id for the group."
     )
@@ -566,9 +533,7 @@ class Match(ApiModel):
     values: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=256)] | None = Field(
         default=None, description="For operator In: the accepted values."
     )
-    case_sensitive: bool = Field(
-        default=False, description="Compare case-sensitively (default: no, like Bifrost)."
-    )
+    case_sensitive: bool = Field(default=False, description="Compare case-sensitively (default: no, like Bifrost).")
     negate: bool = Field(
         default=False,
         description="Match when the value does NOT match (target name must then be fixed: nothing is captured).",
@@ -690,9 +655,7 @@ class ManualMember(ApiModel):
 
 class GroupingSpec(ApiModel):
     display_name: ShortText | None = Field(default=None, description="Human-readable name.")
-    description: Annotated[str, Field(max_length=4096)] | None = Field(
-        default=None, description="What it is for."
-    )
+    description: Annotated[str, Field(max_length=4096)] | None = Field(default=None, description="What it is for.")
     members: Annotated[list[ManualMember], Field(max_length=5000)] = Field(
         default_factory=list, description="Members added by hand, kept regardless of mapping rules."
     )
@@ -719,26 +682,18 @@ class Member(StatusModel):
     """A member with the reasons it is one."""
 
     user_name: str = Field(max_length=512, description="SCIM userName.")
-    user: Annotated[str, Field(max_length=253)] | None = Field(
-        default=None, description="The ScimUser object's name."
-    )
-    sources: Annotated[list[Provenance], Field(max_length=32)] = Field(
-        default_factory=list, description="Why."
-    )
+    user: Annotated[str, Field(max_length=253)] | None = Field(default=None, description="The ScimUser object's name.")
+    sources: Annotated[list[Provenance], Field(max_length=32)] = Field(default_factory=list, description="Why.")
 
 
 class GroupingStatus(StatusModel):
-    origin: Origin | None = Field(
-        default=None, description="Mapping (created by the operator) or Manual (by hand)."
-    )
+    origin: Origin | None = Field(default=None, description="Mapping (created by the operator) or Manual (by hand).")
     member_count: int | None = Field(default=None, ge=0, description="Number of members.")
     members: Annotated[list[Member], Field(max_length=500)] = Field(
         default_factory=list,
         description="Members with provenance, sorted by userName, at most 500; the label selector is the full list.",
     )
-    members_truncated: bool | None = Field(
-        default=None, description="True when members lists only the first 500."
-    )
+    members_truncated: bool | None = Field(default=None, description="True when members lists only the first 500.")
     selector: Annotated[str, Field(max_length=512)] | None = Field(
         default=None, description="Label selector listing every member: kubectl get scimusers -l <selector>."
     )

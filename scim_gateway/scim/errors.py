@@ -64,7 +64,5 @@ def conflict(detail: str) -> ScimError:
     return ScimError(409, detail, ScimType.UNIQUENESS)
 
 
-def unavailable(
-    detail: str = "The backing store is unavailable; retry later.", retry_after: int = 5
-) -> ScimError:
+def unavailable(detail: str = "The backing store is unavailable; retry later.", retry_after: int = 5) -> ScimError:
     return ScimError(503, detail, headers={"Retry-After": str(retry_after)})

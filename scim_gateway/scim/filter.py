@@ -226,9 +226,7 @@ class _Parser:
             self.expect(")")
             return inner
         if token.kind != "word":
-            raise _filter_error(
-                f"expected an attribute at position {token.position}, found {token.text[:40]!r}"
-            )
+            raise _filter_error(f"expected an attribute at position {token.position}, found {token.text[:40]!r}")
         self.take()
         path = parse_attr_path(token.text)
         nxt = self.peek()
@@ -316,9 +314,7 @@ def parse_patch_path(text: str) -> PatchPath:
             sub = tail[1:]
         return PatchPath(attr, inner, sub)
     except ScimError as error:
-        raise ScimError(
-            400, error.detail.replace("Invalid filter", "Invalid path"), ScimType.INVALID_PATH
-        ) from None
+        raise ScimError(400, error.detail.replace("Invalid filter", "Invalid path"), ScimType.INVALID_PATH) from None
 
 
 # --- evaluation ---------------------------------------------------------------------------------

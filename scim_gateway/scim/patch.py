@@ -54,9 +54,7 @@ def parse_patch_request(body: Any) -> list[Operation]:
             raise bad_request(f"Operations[{index}] must be an object", ScimType.INVALID_SYNTAX)
         op = raw.get("op")
         if not isinstance(op, str) or op.lower() not in ("add", "remove", "replace"):
-            raise bad_request(
-                f"Operations[{index}].op must be add, remove or replace", ScimType.INVALID_SYNTAX
-            )
+            raise bad_request(f"Operations[{index}].op must be add, remove or replace", ScimType.INVALID_SYNTAX)
         raw_path = raw.get("path")
         if raw_path is not None and not isinstance(raw_path, str):
             raise bad_request(f"Operations[{index}].path must be a string", ScimType.INVALID_PATH)
@@ -66,9 +64,7 @@ def parse_patch_request(body: Any) -> list[Operation]:
         if op.lower() == "remove" and path is None:
             raise ScimError(400, f"Operations[{index}]: remove needs a path", ScimType.NO_TARGET)
         if path is None and not isinstance(raw.get("value"), dict):
-            raise bad_request(
-                f"Operations[{index}]: without a path, value must be an object", ScimType.INVALID_SYNTAX
-            )
+            raise bad_request(f"Operations[{index}]: without a path, value must be an object", ScimType.INVALID_SYNTAX)
         operations.append(Operation(op.lower(), path, raw.get("value"), raw_path))
     return operations
 
@@ -76,9 +72,7 @@ def parse_patch_request(body: Any) -> list[Operation]:
 # --- applying -----------------------------------------------------------------------------------
 
 
-def apply_operations(
-    resource: dict[str, Any], operations: list[Operation], schema: ResourceSchema
-) -> dict[str, Any]:
+def apply_operations(resource: dict[str, Any], operations: list[Operation], schema: ResourceSchema) -> dict[str, Any]:
     result = copy.deepcopy(resource)
     for operation in operations:
         if operation.path is None:
@@ -101,6 +95,8 @@ def apply_operations(
                         )
                     continue
                 _apply_path(result, operation.op, _attr_path(key), None, None, value, schema)
+        elif (whole := _whole_extension(result, operation.path, schema)) is not None:
+            _apply_extension(result, operation.op, whole, operation.value)
         else:
             _apply_path(
                 result,
@@ -112,6 +108,29 @@ def apply_operations(
                 schema,
             )
     return result
+
+
+def _whole_extension(resource: dict[str, Any], path: PatchPath, schema: ResourceSchema) -> str | None:
+    """The URN when a PATCH path names a whole extension object (`urn:...:enterprise:2.0:User`)."""
+    if path.value_filter is not None or path.attr.sub or path.attr.urn is None:
+        return None
+    full = f"{path.attr.urn}:{path.attr.attr}"
+    for extension in schema.extensions:
+        if extension.id.lower() == full.lower():
+            return extension.id
+    return _existing_key(resource, full)
+
+
+def _apply_extension(resource: dict[str, Any], op: str, urn: str, value: Any) -> None:
+    key = _existing_key(resource, urn) or urn
+    if op == "remove":
+        resource.pop(key, None)
+        return
+    if not isinstance(value, dict):
+        raise bad_request(f"{urn} must be an object")
+    value = {k: v for k, v in value.items() if k != "schemas"}
+    current = resource.get(key)
+    resource[key] = {**current, **value} if op == "add" and isinstance(current, dict) else value
 
 
 def _attr_path(text: str) -> AttrPath:
@@ -127,14 +146,10 @@ def _is_schema_urn(key: str, schema: ResourceSchema) -> bool:
     if any(ext.id.lower() == lowered for ext in schema.extensions):
         return True
     # Unknown extension URNs (custom schemas): treat `urn:...:Something` with an object value as a schema.
-    return lowered.count(":") >= 4 and not any(
-        lowered.startswith(ext.id.lower() + ":") for ext in schema.extensions
-    )
+    return lowered.count(":") >= 4 and not any(lowered.startswith(ext.id.lower() + ":") for ext in schema.extensions)
 
 
-def _container(
-    resource: dict[str, Any], path: AttrPath, schema: ResourceSchema, create: bool
-) -> dict[str, Any] | None:
+def _container(resource: dict[str, Any], path: AttrPath, schema: ResourceSchema, create: bool) -> dict[str, Any] | None:
     if path.urn is None or path.urn.lower() == schema.core.id.lower():
         return resource
     key = _existing_key(resource, path.urn) or path.urn
@@ -205,9 +220,7 @@ def _apply_path(
     if path.sub:
         sub_attribute = attribute.sub(path.sub) if attribute else None
         if attribute is not None and attribute.multi_valued:
-            raise ScimError(
-                400, f"{path}: use a value filter to address one {name} element", ScimType.INVALID_PATH
-            )
+            raise ScimError(400, f"{path}: use a value filter to address one {name} element", ScimType.INVALID_PATH)
         parent = container.get(key)
         if op == "remove":
             if isinstance(parent, dict):
@@ -229,9 +242,7 @@ def _apply_path(
             doomed = {str(v.get("value")) for v in value if isinstance(v, dict)}
             current = container.get(key)
             if isinstance(current, list):
-                container[key] = [
-                    e for e in current if not (isinstance(e, dict) and str(e.get("value")) in doomed)
-                ]
+                container[key] = [e for e in current if not (isinstance(e, dict) and str(e.get("value")) in doomed)]
             return
         container.pop(key, None)
         return
@@ -283,9 +294,7 @@ def _apply_filtered(
     current = container.get(key)
     elements = list(current) if isinstance(current, list) else []
     element_schema = ResourceSchema(_element_schema(attribute))
-    matches = [
-        i for i, e in enumerate(elements) if isinstance(e, dict) and evaluate(value_filter, e, element_schema)
-    ]
+    matches = [i for i, e in enumerate(elements) if isinstance(e, dict) and evaluate(value_filter, e, element_schema)]
     if op == "remove":
         if sub:
             for i in matches:
@@ -311,9 +320,7 @@ def _apply_filtered(
             )
         else:
             element_attribute = (
-                Attribute(path.attr, "complex", sub_attributes=attribute.sub_attributes)
-                if attribute
-                else None
+                Attribute(path.attr, "complex", sub_attributes=attribute.sub_attributes) if attribute else None
             )
             replacement = coerce(value, element_attribute, str(path))
             if not isinstance(replacement, dict):
@@ -356,14 +363,8 @@ def split_member_operations(operations: list[Operation]) -> tuple[list[Operation
     others: list[Operation] = []
     for operation in operations:
         if operation.path is None:
-            member_value = {
-                k: v for k, v in operation.value.items() if isinstance(k, str) and k.lower() == "members"
-            }
-            rest = {
-                k: v
-                for k, v in operation.value.items()
-                if not (isinstance(k, str) and k.lower() == "members")
-            }
+            member_value = {k: v for k, v in operation.value.items() if isinstance(k, str) and k.lower() == "members"}
+            rest = {k: v for k, v in operation.value.items() if not (isinstance(k, str) and k.lower() == "members")}
             for value in member_value.values():
                 members.append(Operation(operation.op, PatchPath(AttrPath("members")), value, "members"))
             if rest:
@@ -405,9 +406,7 @@ def member_delta(operations: list[Operation], current: set[str]) -> tuple[set[st
                 continue  # removing a sub-attribute of a member reference changes nothing we store
             schema = ResourceSchema(_element_schema(None))
             members = {
-                m
-                for m in members
-                if not evaluate(operation.path.value_filter, {"value": m, "type": "User"}, schema)
+                m for m in members if not evaluate(operation.path.value_filter, {"value": m, "type": "User"}, schema)
             }
         elif operation.value is not None:
             members -= set(_member_ids(operation.value))

@@ -30,9 +30,7 @@ def _key(obj: dict[str, Any], name: str) -> str | None:
     return next((k for k in obj if k.lower() == lowered), None)
 
 
-def _split(
-    resource: dict[str, Any], path: AttrPath, core_urn: str
-) -> tuple[dict[str, Any] | None, str | None]:
+def _split(resource: dict[str, Any], path: AttrPath, core_urn: str) -> tuple[dict[str, Any] | None, str | None]:
     """(container, key) where path's attribute lives in resource."""
     container: Any = resource
     if path.urn is not None and path.urn.lower() != core_urn.lower():
@@ -72,9 +70,7 @@ def project(
                     target.setdefault(key, {})[sub_key] = value[sub_key]
             elif path.sub and isinstance(value, list):
                 picked = [
-                    {k: v for k, v in e.items() if k.lower() == path.sub.lower()}
-                    for e in value
-                    if isinstance(e, dict)
+                    {k: v for k, v in e.items() if k.lower() == path.sub.lower()} for e in value if isinstance(e, dict)
                 ]
                 target[key] = [p for p in picked if p]
             else:
@@ -96,9 +92,7 @@ def project(
                 container[key] = {k: v for k, v in container[key].items() if k.lower() != path.sub.lower()}
             elif path.sub and isinstance(container[key], list):
                 container[key] = [
-                    {k: v for k, v in e.items() if k.lower() != path.sub.lower()}
-                    if isinstance(e, dict)
-                    else e
+                    {k: v for k, v in e.items() if k.lower() != path.sub.lower()} if isinstance(e, dict) else e
                     for e in container[key]
                 ]
             else:

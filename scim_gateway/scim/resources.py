@@ -78,7 +78,8 @@ def user_spec_from_scim(body: dict[str, Any], provider: str) -> ScimUserSpec:
             if not isinstance(value, dict):
                 raise bad_request(f"extension {key} must be an object")
             canonical = ENTERPRISE_USER_URN if lowered == ENTERPRISE_USER_URN.lower() else key
-            extensions[canonical] = {**extensions.get(canonical, {}), **value}
+            attributes = {k: v for k, v in value.items() if k != "schemas"}
+            extensions[canonical] = {**extensions.get(canonical, {}), **attributes}
         elif lowered in _USER_CORE_KEYS and value is not None:
             data[_USER_CORE_KEYS[lowered]] = value
     if extensions:
@@ -118,7 +119,6 @@ def user_to_scim(
             continue
         if alias in spec:
             resource[alias] = spec[alias]
-    resource.setdefault("active", True)
     resource.update(extensions)
     resource["groups"] = groups
     resource["meta"] = {

@@ -163,9 +163,7 @@ USER_SCHEMA = Schema(
         Attribute("nickName", description="The casual way to address the user."),
         Attribute("profileUrl", "reference", reference_types=("external",), description="Profile URL."),
         Attribute("title", description="The user's title, such as Vice President."),
-        Attribute(
-            "userType", description="Relationship between the organization and the user, e.g. Employee."
-        ),
+        Attribute("userType", description="Relationship between the organization and the user, e.g. Employee."),
         Attribute("preferredLanguage", description="Preferred written or spoken language."),
         Attribute("locale", description="Default location, e.g. en-US."),
         Attribute("timezone", description="Time zone, e.g. America/Los_Angeles."),
@@ -177,9 +175,7 @@ USER_SCHEMA = Schema(
             description="Accepted and discarded: kubescim never stores passwords.",
         ),
         _multi("emails", "Email addresses for the user."),
-        _multi(
-            "phoneNumbers", "Phone numbers for the user.", ("work", "home", "mobile", "fax", "pager", "other")
-        ),
+        _multi("phoneNumbers", "Phone numbers for the user.", ("work", "home", "mobile", "fax", "pager", "other")),
         _multi("ims", "Instant messaging addresses."),
         _multi("photos", "URLs of photos of the user.", ("photo", "thumbnail")),
         Attribute(
@@ -258,7 +254,6 @@ GROUP_SCHEMA = Schema(
             sub_attributes=(
                 Attribute("value", mutability="immutable", case_exact=True),
                 Attribute("$ref", "reference", mutability="immutable", reference_types=("User",)),
-                Attribute("display", mutability="immutable"),
                 Attribute("type", mutability="immutable", canonical_values=("User",)),
             ),
         ),

@@ -102,9 +102,7 @@ async def test_create_patch_watch_and_status_subresource(kube: Kube, namespace: 
     events: list[dict[str, object]] = []
 
     async def watch() -> None:
-        async for event in kube.watch(
-            WIDGETS, namespace, resource_version=created["metadata"]["resourceVersion"]
-        ):
+        async for event in kube.watch(WIDGETS, namespace, resource_version=created["metadata"]["resourceVersion"]):
             if event["type"] == "MODIFIED":
                 events.append(event["object"])
                 return

@@ -139,9 +139,7 @@ async def test_push_group_rename_and_membership(scim_env: ScimEnv) -> None:
         name = f"Engineering {uuid.uuid4().hex[:6]}"
         check = await client.get("/Groups", params={"filter": f'displayName eq "{name}"'})
         assert check.json()["totalResults"] == 0
-        group = await client.post(
-            "/Groups", json={"schemas": [GROUP_URN], "displayName": name, "members": []}
-        )
+        group = await client.post("/Groups", json={"schemas": [GROUP_URN], "displayName": name, "members": []})
         assert group.status_code == 201, group.text
         gid = group.json()["id"]
         assert group.json()["members"] == []
@@ -212,9 +210,7 @@ async def test_push_group_rename_and_membership(scim_env: ScimEnv) -> None:
 
 async def test_import_paging_is_stable_with_integer_counts(scim_env: ScimEnv) -> None:
     async with scim_env.client(provider=scim_env.other_provider, token=scim_env.other_token) as client:
-        ids = [
-            (await client.post("/Users", json=okta_user(unique_user_name()))).json()["id"] for _ in range(5)
-        ]
+        ids = [(await client.post("/Users", json=okta_user(unique_user_name()))).json()["id"] for _ in range(5)]
         pages = []
         for start in (1, 3, 5):
             page = (await client.get("/Users", params={"startIndex": start, "count": 2})).json()
@@ -295,9 +291,7 @@ async def test_concurrent_posts_of_one_user_name_across_replicas(scim_env: ScimE
 
 async def test_concurrent_member_adds_lose_nothing(scim_env: ScimEnv) -> None:
     async with scim_env.client(0) as first, scim_env.client(1) as second:
-        users = await asyncio.gather(
-            *(first.post("/Users", json=okta_user(unique_user_name())) for _ in range(20))
-        )
+        users = await asyncio.gather(*(first.post("/Users", json=okta_user(unique_user_name())) for _ in range(20)))
         ids = [u.json()["id"] for u in users]
         gid = (await first.post("/Groups", json={"displayName": f"g-{uuid.uuid4().hex[:6]}"})).json()["id"]
         await asyncio.gather(

@@ -150,10 +150,7 @@ def test_invalid_filters_are_scim_400_invalid_filter(text: str) -> None:
 def test_equality_lookup_for_indexes() -> None:
     assert equality_lookup(parse_filter('userName eq "A@b"'), "userName") == "A@b"
     assert (
-        equality_lookup(
-            parse_filter('urn:ietf:params:scim:schemas:core:2.0:User:userName eq "x"'), "userName"
-        )
-        == "x"
+        equality_lookup(parse_filter('urn:ietf:params:scim:schemas:core:2.0:User:userName eq "x"'), "userName") == "x"
     )
     assert equality_lookup(parse_filter(f'{ENTERPRISE_USER_URN}:userName eq "x"'), "userName") is None
     assert equality_lookup(parse_filter('userName co "A"'), "userName") is None

@@ -31,9 +31,7 @@ USER: dict[str, Any] = {
 }
 
 
-def patch(
-    resource: dict[str, Any], *operations: dict[str, Any], schema: ResourceSchema = USERS
-) -> dict[str, Any]:
+def patch(resource: dict[str, Any], *operations: dict[str, Any], schema: ResourceSchema = USERS) -> dict[str, Any]:
     before = copy.deepcopy(resource)
     result = apply_operations(
         resource, parse_patch_request({"schemas": [PATCH_OP_URN], "Operations": list(operations)}), schema
@@ -84,9 +82,7 @@ def test_value_filter_paths() -> None:
 
 
 def test_multivalued_add_appends_and_keeps_one_primary() -> None:
-    result = patch(
-        USER, {"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home", "primary": True}]}
-    )
+    result = patch(USER, {"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home", "primary": True}]})
     assert [e["value"] for e in result["emails"]] == ["alice@example.com", "b@x"]
     assert [e.get("primary") for e in result["emails"]] == [False, True]
 
@@ -103,9 +99,9 @@ def test_remove_attribute_and_subattribute() -> None:
 
 def test_read_only_attributes() -> None:
     # Okta's group rename carries the group's own id: ignored.
-    assert patch(
-        {"displayName": "A"}, {"op": "replace", "value": {"id": "x", "displayName": "B"}}, schema=GROUPS
-    ) == {"displayName": "B"}
+    assert patch({"displayName": "A"}, {"op": "replace", "value": {"id": "x", "displayName": "B"}}, schema=GROUPS) == {
+        "displayName": "B"
+    }
     with pytest.raises(ScimError) as info:
         patch(USER, {"op": "remove", "path": "id"})
     assert info.value.scim_type == "mutability"
@@ -161,9 +157,7 @@ def test_okta_mixed_membership_patch() -> None:
 
 
 def test_replace_members_and_entra_remove_list_and_pathless_members() -> None:
-    members, _ = split_member_operations(
-        ops({"op": "replace", "path": "members", "value": [{"value": "u9"}]})
-    )
+    members, _ = split_member_operations(ops({"op": "replace", "path": "members", "value": [{"value": "u9"}]}))
     assert member_delta(members, {"u1", "u9"}) == (set(), {"u1"})
     members, _ = split_member_operations(ops({"op": "Remove", "path": "members", "value": [{"value": "u1"}]}))
     assert member_delta(members, {"u1", "u2"}) == (set(), {"u1"})
@@ -171,17 +165,13 @@ def test_replace_members_and_entra_remove_list_and_pathless_members() -> None:
     assert member_delta(members, set()) == ({"u5"}, set())
     members, _ = split_member_operations(ops({"op": "remove", "path": "members"}))
     assert member_delta(members, {"u1", "u2"}) == (set(), {"u1", "u2"})
-    members, _ = split_member_operations(
-        ops({"op": "remove", "path": 'members[value eq "u1" or value eq "u2"]'})
-    )
+    members, _ = split_member_operations(ops({"op": "remove", "path": 'members[value eq "u1" or value eq "u2"]'}))
     assert member_delta(members, {"u1", "u2", "u3"}) == (set(), {"u1", "u2"})
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
-    ),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=8,
 )
 paths = st.sampled_from(
@@ -229,3 +219,22 @@ def test_fuzz_patch_gives_result_or_scim_error(operations: list[dict[str, Any]])
         assert 400 <= error.status < 500
         return
     assert isinstance(result, dict)
+
+
+def test_whole_extension_paths() -> None:
+    added = patch(
+        USER,
+        {
+            "op": "add",
+            "path": ENTERPRISE_USER_URN,
+            "value": {"schemas": [ENTERPRISE_USER_URN], "costCenter": "CC-1"},
+        },
+    )
+    assert added[ENTERPRISE_USER_URN] == {"department": "Engineering", "costCenter": "CC-1"}
+    replaced = patch(USER, {"op": "replace", "path": ENTERPRISE_USER_URN, "value": {"division": "R&D"}})
+    assert replaced[ENTERPRISE_USER_URN] == {"division": "R&D"}
+    assert ENTERPRISE_USER_URN not in patch(USER, {"op": "remove", "path": ENTERPRISE_USER_URN})
+
+
+def test_remove_active() -> None:
+    assert "active" not in patch(USER, {"op": "remove", "path": "active"})
