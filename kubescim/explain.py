@@ -6,15 +6,11 @@ so what it prints is exactly what the cluster holds.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from kubescim.constants import BUSINESS_UNIT_MAPPINGS, SCIM_USERS, TEAM_MAPPINGS
 from kubescim.kube import JSON, ApiError, Kube
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+from kubescim.scim.resources import fold as _fold
 
 
 def _source(source: dict[str, Any]) -> str:

@@ -23,12 +23,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from kubescim.constants import ANNOTATION_LAST_MODIFIED, SCIM_GROUPS, SCIM_USERS
 from kubescim.informer import Informer
 from kubescim.kube import ApiUnavailable, Kube, KubeConfig
+from kubescim.scim.errors import ScimError, ScimType, bad_request, unavailable
 from kubescim.tokens import bearer_value
 from scim_gateway import discovery
 from scim_gateway.index import Index
 from scim_gateway.observability import Metrics, RequestMiddleware
 from scim_gateway.providers import Provider, ProviderRegistry
-from scim_gateway.scim.errors import ScimError, ScimType, bad_request, unavailable
 from scim_gateway.service import Query as ListQuery
 from scim_gateway.service import ScimService
 from scim_gateway.settings import GatewaySettings
@@ -396,7 +396,7 @@ def _resource_headers(resource: dict[str, Any]) -> dict[str, str]:
 
 
 def _projected(resource: dict[str, Any], query: ListQuery, core_urn: str) -> ScimResponse:
-    from scim_gateway.scim.projection import parse_attribute_list, project
+    from kubescim.scim.projection import parse_attribute_list, project
 
     projected = project(
         resource,

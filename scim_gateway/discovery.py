@@ -6,8 +6,8 @@ from typing import Any
 
 from kubescim.api.models import IdentityProviderSpec
 from kubescim.constants import ENTERPRISE_USER_URN
-from scim_gateway.scim.errors import not_found
-from scim_gateway.scim.schema import (
+from kubescim.scim.errors import not_found
+from kubescim.scim.schema import (
     ENTERPRISE_SCHEMA,
     GROUP_SCHEMA,
     GROUP_URN,

@@ -17,7 +17,7 @@ from typing import Any
 from kubescim.constants import GROUP_LABEL_PREFIX, LABEL_PROVIDER, LABEL_SCIM_ID
 from kubescim.informer import resource_version_int
 from kubescim.kube import JSON
-from scim_gateway.scim.resources import fold
+from kubescim.scim.resources import fold
 
 SortKey = tuple[str, str]  # (creationTimestamp, id): new objects sort last, so paging is stable
 

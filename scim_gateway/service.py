@@ -11,17 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubescim.api.models import ScimGroupSpec
-from scim_gateway.index import Collection, Entry, Index
-from scim_gateway.scim.errors import ScimError, ScimType, bad_request, not_found
-from scim_gateway.scim.filter import Filter, ResourceSchema, equality_lookup, evaluate, parse_filter
-from scim_gateway.scim.patch import (
+from kubescim.scim.errors import ScimError, ScimType, bad_request, not_found
+from kubescim.scim.filter import Filter, ResourceSchema, equality_lookup, evaluate, parse_filter
+from kubescim.scim.patch import (
     apply_operations,
     member_delta,
     parse_patch_request,
     split_member_operations,
 )
-from scim_gateway.scim.projection import parse_attribute_list, project
-from scim_gateway.scim.resources import (
+from kubescim.scim.projection import parse_attribute_list, project
+from kubescim.scim.resources import (
     group_spec_from_scim,
     group_to_scim,
     members_from_scim,
@@ -30,7 +29,7 @@ from scim_gateway.scim.resources import (
     user_spec_from_scim,
     user_to_scim,
 )
-from scim_gateway.scim.schema import (
+from kubescim.scim.schema import (
     ENTERPRISE_SCHEMA,
     GROUP_SCHEMA,
     GROUP_URN,
@@ -38,6 +37,7 @@ from scim_gateway.scim.schema import (
     USER_SCHEMA,
     USER_URN,
 )
+from scim_gateway.index import Collection, Entry, Index
 from scim_gateway.store import KubeStore
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ class ScimService:
         render: Any,
         schema: ResourceSchema,
     ) -> list[tuple[Entry, dict[str, Any] | None]]:
-        from scim_gateway.scim.filter import attribute_values, parse_attr_path
+        from kubescim.scim.filter import attribute_values, parse_attr_path
 
         try:
             path = parse_attr_path(query.sort_by or "")

@@ -26,9 +26,9 @@ from kubescim.constants import (
     SCIM_USERS,
 )
 from kubescim.kube import JSON, ApiError, Kube
+from kubescim.scim.errors import ScimError, ScimType, conflict, not_found
+from kubescim.scim.resources import user_object_name
 from scim_gateway.index import Entry, Index
-from scim_gateway.scim.errors import ScimError, ScimType, conflict, not_found
-from scim_gateway.scim.resources import user_object_name
 
 MEMBER_LABEL_VALUE = "member"
 FIELD_MANAGER = "kubescim-gateway"

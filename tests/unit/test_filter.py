@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubescim.constants import ENTERPRISE_USER_URN
-from scim_gateway.scim.errors import ScimError
-from scim_gateway.scim.filter import (
+from kubescim.scim.errors import ScimError
+from kubescim.scim.filter import (
     And,
     AttrPath,
     Compare,
@@ -23,7 +23,7 @@ from scim_gateway.scim.filter import (
     parse_filter,
     parse_patch_path,
 )
-from scim_gateway.scim.schema import ENTERPRISE_SCHEMA, USER_SCHEMA
+from kubescim.scim.schema import ENTERPRISE_SCHEMA, USER_SCHEMA
 
 USERS = ResourceSchema(USER_SCHEMA, (ENTERPRISE_SCHEMA,))
 ALICE: dict[str, Any] = {

@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubescim.constants import ENTERPRISE_USER_URN
-from scim_gateway.scim.errors import ScimError
-from scim_gateway.scim.filter import ResourceSchema
-from scim_gateway.scim.patch import (
+from kubescim.scim.errors import ScimError
+from kubescim.scim.filter import ResourceSchema
+from kubescim.scim.patch import (
     apply_operations,
     member_delta,
     parse_patch_request,
     split_member_operations,
 )
-from scim_gateway.scim.schema import ENTERPRISE_SCHEMA, GROUP_SCHEMA, PATCH_OP_URN, USER_SCHEMA
+from kubescim.scim.schema import ENTERPRISE_SCHEMA, GROUP_SCHEMA, PATCH_OP_URN, USER_SCHEMA
 
 USERS = ResourceSchema(USER_SCHEMA, (ENTERPRISE_SCHEMA,))
 GROUPS = ResourceSchema(GROUP_SCHEMA)

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from scim_gateway.scim.errors import ScimError, ScimType
-from scim_gateway.scim.schema import GROUP_URN, USER_URN, Attribute, Schema, find_attribute
+from kubescim.scim.errors import ScimError, ScimType
+from kubescim.scim.schema import GROUP_URN, USER_URN, Attribute, Schema, find_attribute
 
 MAX_FILTER_LENGTH = 4096
 MAX_DEPTH = 24

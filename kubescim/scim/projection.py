@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from scim_gateway.scim.errors import ScimError, ScimType
-from scim_gateway.scim.filter import AttrPath, parse_attr_path
+from kubescim.scim.errors import ScimError, ScimType
+from kubescim.scim.filter import AttrPath, parse_attr_path
 
 ALWAYS = frozenset({"id", "schemas"})
 

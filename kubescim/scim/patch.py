@@ -12,8 +12,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from scim_gateway.scim.errors import ScimError, ScimType, bad_request
-from scim_gateway.scim.filter import (
+from kubescim.scim.errors import ScimError, ScimType, bad_request
+from kubescim.scim.filter import (
     AttrPath,
     Filter,
     PatchPath,
@@ -22,7 +22,7 @@ from scim_gateway.scim.filter import (
     parse_attr_path,
     parse_patch_path,
 )
-from scim_gateway.scim.schema import PATCH_OP_URN, Attribute
+from kubescim.scim.schema import PATCH_OP_URN, Attribute
 
 MAX_OPERATIONS = 1000
 IGNORED_IN_VALUES = frozenset({"id", "meta", "schemas", "groups", "password"})
@@ -331,7 +331,7 @@ def _apply_filtered(
 
 
 def _element_schema(attribute: Attribute | None) -> Any:
-    from scim_gateway.scim.schema import Schema
+    from kubescim.scim.schema import Schema
 
     return Schema("", "", "", attribute.sub_attributes if attribute else ())
 

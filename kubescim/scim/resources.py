@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from kubescim.api.models import ScimGroupSpec, ScimUserSpec
 from kubescim.constants import ENTERPRISE_USER_URN
-from scim_gateway.scim.errors import ScimError, ScimType, bad_request
-from scim_gateway.scim.schema import GROUP_URN, USER_URN
+from kubescim.scim.errors import ScimError, ScimType, bad_request
+from kubescim.scim.schema import GROUP_URN, USER_URN
 
 _USER_FIELDS = {field.alias or name: name for name, field in ScimUserSpec.model_fields.items()}
 _USER_CORE_KEYS = {alias.lower(): alias for alias in _USER_FIELDS if alias not in ("provider", "extensions")}
