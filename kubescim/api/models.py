@@ -408,18 +408,25 @@ class ProvenanceKind(StrEnum):
     GROUP = "Group"
     ATTRIBUTE = "Attribute"
     MANUAL = "Manual"
+    TEAM = "Team"
 
 
 class Provenance(StatusModel):
     """Why a membership exists: which rule, from which group or attribute value."""
 
-    kind: ProvenanceKind = Field(description="Group (a group's displayName), Attribute, or Manual (spec.members).")
+    model_config = ConfigDict(frozen=True)
+
+    kind: ProvenanceKind = Field(
+        description="Group (a group's displayName), Attribute, Manual (spec.members), or Team (a business unit's "
+        "member through a Team whose spec.businessUnit names it)."
+    )
     rule: Annotated[str, Field(max_length=253)] | None = Field(default=None, description="The mapping that granted it.")
     attribute: Annotated[str, Field(max_length=512)] | None = Field(
         default=None, description="The user attribute path."
     )
     group: Annotated[str, Field(max_length=256)] | None = Field(default=None, description="The group's displayName.")
     value: Annotated[str, Field(max_length=1024)] | None = Field(default=None, description="The matched value.")
+    team: Name | None = Field(default=None, description="Kind Team: the team that rolls up into the business unit.")
 
 
 class DerivedMembership(StatusModel):
