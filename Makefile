@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools lint fmt test test-quick demo up down bench clean crds-check
+.PHONY: help venv tools lint fmt test test-quick demo up down bench clean crds
 
 help:
 	@echo "make demo        local control plane + gateway + operator + Okta simulator, prints Teams/BUs"
@@ -53,3 +53,6 @@ down:
 
 clean: down
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+
+crds: venv
+	$(PY) -m kubescim.api.crdgen

@@ -116,3 +116,33 @@ def start_gateway(
     gateway.start()
     wait_http_ok(f"{gateway.url}/readyz", gateway)
     return gateway
+
+
+def start_operator(
+    kubeconfig: Path,
+    namespace: str,
+    *,
+    priority: int = 100,
+    standalone: bool = False,
+    extra_env: dict[str, str] | None = None,
+    wait: bool = True,
+) -> ManagedProcess:
+    port = free_port()
+    operator = ManagedProcess(
+        name=f"operator:{priority}",
+        argv=[sys.executable, "-m", "identity_operator.main"],
+        env={
+            "KUBESCIM_KUBECONFIG": str(kubeconfig),
+            "KUBESCIM_NAMESPACE": namespace,
+            "KUBESCIM_PRIORITY": str(priority),
+            "KUBESCIM_STANDALONE": str(standalone).lower(),
+            "KUBESCIM_HEALTH_PORT": str(port),
+            "KUBESCIM_PEERING_LIFETIME_SECONDS": "6",
+            "KUBESCIM_LOG_LEVEL": "INFO",
+            **(extra_env or {}),
+        },
+    )
+    operator.start()
+    if wait:
+        wait_http_ok(f"http://127.0.0.1:{port}/healthz", operator)
+    return operator

@@ -1,0 +1,748 @@
+"""The operator's engine: recompute exactly the affected users, write only what changed.
+
+Kopf handlers only mark things dirty (users, targets, rules, groups); two workers do the rest:
+the user worker evaluates each dirty user against the rules (pure functions in `mapping`) and
+patches its labels and status when they differ; the flush worker, a few times a second, writes
+Team / BusinessUnit / mapping / group statuses, creates targets that rules name, removes empty
+operator-created ones, and posts one aggregated Event per changed target.
+
+State read from the cluster lives in Kopf indexes (populated before any handler runs, so nothing
+is ever computed from a partial view); the engine keeps only derived reverse indexes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from identity_operator.mapping import Desired, Grant, Rule, TargetKind, compose, evaluate_user
+from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord
+from identity_operator.settings import OperatorSettings
+from kubescim.api.models import (
+    BusinessUnitStatus,
+    Condition,
+    ConditionStatus,
+    DerivedMembership,
+    MappingStatus,
+    Member,
+    Provenance,
+    ScimUserStatus,
+    TeamStatus,
+)
+from kubescim.constants import (
+    API_VERSION,
+    BUSINESS_UNIT_LABEL_PREFIX,
+    BUSINESS_UNIT_MAPPINGS,
+    BUSINESS_UNITS,
+    CREATED_BY_OPERATOR,
+    LABEL_CREATED_BY,
+    MANAGED_BY_OPERATOR,
+    PART_OF,
+    SCIM_GROUPS,
+    SCIM_USERS,
+    TEAM_LABEL_PREFIX,
+    TEAM_MAPPINGS,
+    TEAMS,
+)
+from kubescim.kube import EVENTS, ApiError, ApiUnavailable, Kube, Resource
+from kubescim.scim.resources import fold
+
+log = logging.getLogger("kubescim.operator")
+MEMBER_LABEL_VALUE = "member"
+TARGET_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAMS, "BusinessUnit": BUSINESS_UNITS}
+RULE_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAM_MAPPINGS, "BusinessUnit": BUSINESS_UNIT_MAPPINGS}
+LABEL_PREFIX: dict[TargetKind, str] = {"Team": TEAM_LABEL_PREFIX, "BusinessUnit": BUSINESS_UNIT_LABEL_PREFIX}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _values(index: Mapping[Any, Iterable[Any]]) -> Iterator[Any]:
+    for store in index.values():
+        yield from store
+
+
+def _first(index: Mapping[Any, Iterable[Any]], key: Any) -> Any:
+    store = index.get(key)
+    if store is None:
+        return None
+    for value in store:
+        return value
+    return None
+
+
+def conditions_equal(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    def strip(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in items]
+
+    return strip(old) == strip(new)
+
+
+def condition(
+    type_: str, ok: bool, reason: str, message: str, previous: list[dict[str, Any]], generation: int | None = None
+) -> dict[str, Any]:
+    """A condition that keeps its lastTransitionTime while its status does not change."""
+    status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
+    old = next((c for c in previous if c.get("type") == type_), None)
+    since = old.get("lastTransitionTime") if old and old.get("status") == status.value else None
+    built = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message[:32000],
+        last_transition_time=dt.datetime.fromisoformat(since.replace("Z", "+00:00")) if since else now(),
+        observed_generation=generation,
+    )
+    return built.dump()
+
+
+def status_equal(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    keys = set(old) | set(new)
+    for key in keys:
+        if key == "conditions":
+            if not conditions_equal(old.get(key) or [], new.get(key) or []):
+                return False
+        elif (old.get(key) if old.get(key) not in ([], None) else None) != (
+            new.get(key) if new.get(key) not in ([], None) else None
+        ):
+            return False
+    return True
+
+
+@dataclass
+class Indexes:
+    """The Kopf indexes the engine reads (bound on the first handler call)."""
+
+    users: Mapping[str, Iterable[UserRecord]]
+    users_by_group: Mapping[str, Iterable[str]]
+    users_by_user_name: Mapping[str, Iterable[str]]
+    groups: Mapping[str, Iterable[GroupRecord]]
+    rules: Mapping[tuple[str, str], Iterable[RuleRecord]]
+    targets: Mapping[TargetKey, Iterable[TargetRecord]]
+
+
+@dataclass
+class Stats:
+    user_writes: int = 0
+    status_writes: int = 0
+    target_writes: int = 0
+    evaluations: int = 0
+
+
+@dataclass
+class Engine:
+    kube: Kube
+    settings: OperatorSettings
+    indexes: Indexes | None = None
+    desired: dict[str, Desired] = field(default_factory=dict)
+    members: dict[TargetKey, dict[str, tuple[Provenance, ...]]] = field(default_factory=lambda: defaultdict(dict))
+    rule_users: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    rule_targets: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    suggestions: dict[TargetKey, tuple[int, str, str | None, str | None]] = field(default_factory=dict)
+    issues: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    written: dict[str, tuple[int, frozenset[str], frozenset[str], dict[str, Any] | None]] = field(default_factory=dict)
+    flushed_members: dict[TargetKey, frozenset[str]] = field(default_factory=dict)
+    dirty_users: set[str] = field(default_factory=set)
+    dirty_targets: set[TargetKey] = field(default_factory=set)
+    dirty_rules: set[tuple[str, str]] = field(default_factory=set)
+    dirty_groups: set[str] = field(default_factory=set)
+    stats: Stats = field(default_factory=Stats)
+    known_groups: dict[str, str] = field(default_factory=dict)
+    known_targets: dict[TargetKey, TargetRecord] = field(default_factory=dict)
+    _rules_cache: list[Rule] | None = None
+    _users_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _flush_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _writes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def bind(self, indexes: Indexes) -> None:
+        if self.indexes is None:
+            self.indexes = indexes
+            self._writes = asyncio.Semaphore(self.settings.write_concurrency)
+            self._tasks = [
+                asyncio.create_task(self._user_worker(), name="kubescim-users"),
+                asyncio.create_task(self._flush_worker(), name="kubescim-flush"),
+            ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    @property
+    def idle(self) -> bool:
+        return not (self.dirty_users or self.dirty_targets or self.dirty_rules or self.dirty_groups)
+
+    # --- marking (called by handlers) -----------------------------------------------------------
+
+    def mark_users(self, names: Iterable[str]) -> None:
+        self.dirty_users.update(names)
+        if self.dirty_users:
+            self._users_wakeup.set()
+
+    def mark_targets(self, keys: Iterable[TargetKey]) -> None:
+        self.dirty_targets.update(keys)
+        self._flush_wakeup.set()
+
+    def user_changed(self, name: str) -> None:
+        self.mark_users([name])
+
+    def group_changed(self, scim_id: str, renamed: bool) -> None:
+        assert self.indexes is not None
+        self.dirty_groups.add(scim_id)
+        if renamed:
+            self.mark_users(self.indexes.users_by_group.get(scim_id, ()))
+        self._flush_wakeup.set()
+
+    def rules_changed(self, kind: TargetKind, name: str) -> None:
+        """A rule appeared, changed or went: recompute who had it and who matches it now."""
+        assert self.indexes is not None
+        self._rules_cache = None
+        key = (kind, name)
+        affected = set(self.rule_users.get(key, ()))
+        record: RuleRecord | None = _first(self.indexes.rules, key)
+        if record is not None and record.rule.problem is None:
+            for user in _values(self.indexes.users):
+                grants, _ = evaluate_user(user.facts(self._group_names(user)), [record.rule])
+                if grants:
+                    affected.add(user.name)
+            if record.rule.spec.target.name:
+                self.mark_targets([(kind, record.rule.spec.target.name)])
+            if record.rule.spec.final or self._has_final_rules():
+                # `final` changes which other rules apply: everyone the kind's rules touch may move.
+                affected.update(u for (k, _), users in self.rule_users.items() if k == kind for u in users)
+        self.dirty_rules.add(key)
+        self.mark_targets([(kind, target) for target in self.rule_targets.get(key, set())])
+        self.mark_users(affected)
+
+    def target_changed(self, kind: TargetKind, name: str, old: TargetRecord | None, new: TargetRecord | None) -> None:
+        """Manual members or a team's business unit changed: recompute those users."""
+        affected: set[str] = set()
+        for record in (old, new):
+            if record is None:
+                continue
+            for member in record.manual_members:
+                affected.update(self._users_named(member.user_name, member.provider))
+        old_unit = old.business_unit if old else None
+        new_unit = new.business_unit if new else None
+        if kind == "Team" and old_unit != new_unit:
+            affected.update(self.members.get((kind, name), {}))
+            self.mark_targets([("BusinessUnit", u) for u in (old_unit, new_unit) if u])
+        self.mark_targets([(kind, name)])
+        self.mark_users(affected)
+
+    def _has_final_rules(self) -> bool:
+        return any(r.spec.final for r in self.all_rules())
+
+    def _users_named(self, user_name: str, provider: str | None) -> set[str]:
+        assert self.indexes is not None
+        names = set(self.indexes.users_by_user_name.get(fold(user_name), ()))
+        if provider is None:
+            return names
+        return {n for n in names if (u := _first(self.indexes.users, n)) is not None and u.provider == provider}
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    def all_rules(self) -> list[Rule]:
+        assert self.indexes is not None
+        if self._rules_cache is None:
+            self._rules_cache = [r.rule for r in _values(self.indexes.rules)]
+        return self._rules_cache
+
+    def _group_names(self, user: UserRecord) -> tuple[str, ...]:
+        assert self.indexes is not None
+        names = []
+        for group_id in user.group_ids:
+            group: GroupRecord | None = _first(self.indexes.groups, group_id)
+            if group is not None and group.provider == user.provider:
+                names.append(group.display_name)
+        return tuple(sorted(names))
+
+    def _manual(self, user: UserRecord) -> tuple[list[str], list[str]]:
+        assert self.indexes is not None
+        teams: list[str] = []
+        units: list[str] = []
+        folded = user.folded_user_name
+        for target in _values(self.indexes.targets):
+            for member in target.manual_members:
+                if fold(member.user_name) == folded and member.provider in (None, user.provider):
+                    (teams if target.kind == "Team" else units).append(target.name)
+        return teams, units
+
+    def _team_units(self, teams: Iterable[str], grants: list[Grant]) -> dict[str, str]:
+        assert self.indexes is not None
+        units: dict[str, str] = {}
+        for team in teams:
+            record: TargetRecord | None = _first(self.indexes.targets, ("Team", team))
+            if record is not None:
+                if record.business_unit:
+                    units[team] = record.business_unit
+                continue
+            # Not created yet: the rule's target.businessUnit is what the new Team will say.
+            best = max(
+                (g for g in grants if g.kind == "Team" and g.target == team), key=lambda g: g.priority, default=None
+            )
+            if best is not None and best.business_unit:
+                units[team] = best.business_unit
+        return units
+
+    def compute(self, user: UserRecord) -> tuple[Desired, list[Grant]]:
+        self.stats.evaluations += 1
+        grants, issues = evaluate_user(user.facts(self._group_names(user)), self.all_rules())
+        for issue in issues:
+            kind = next((r.kind for r in self.all_rules() if r.name == issue.rule), "Team")
+            if issue.message not in self.issues[(kind, issue.rule)] and len(self.issues[(kind, issue.rule)]) < 20:
+                self.issues[(kind, issue.rule)].add(issue.message)
+                self.dirty_rules.add((kind, issue.rule))
+        manual_teams, manual_units = self._manual(user)
+        candidate_teams = {g.target for g in grants if g.kind == "Team"} | set(manual_teams)
+        desired = compose(user.facts(()), grants, manual_teams, manual_units, self._team_units(candidate_teams, grants))
+        return desired, grants
+
+    def _update_reverse(self, name: str, desired: Desired | None, grants: list[Grant]) -> None:
+        old = self.desired.pop(name, None)
+        changed: set[TargetKey] = set()
+        for kind, mapping in (("Team", old.teams if old else {}), ("BusinessUnit", old.business_units if old else {})):
+            for target in mapping:
+                self.members[(kind, target)].pop(name, None)  # type: ignore[index]
+                changed.add((kind, target))  # type: ignore[arg-type]
+        for rule_key, key_set in self.rule_users.items():
+            if name in key_set:
+                key_set.discard(name)
+                self.dirty_rules.add(rule_key)
+        if desired is not None:
+            self.desired[name] = desired
+            for kind, mapping in (("Team", desired.teams), ("BusinessUnit", desired.business_units)):
+                for target, provenance in mapping.items():
+                    self.members[(kind, target)][name] = provenance  # type: ignore[index]
+                    key = (kind, target)
+                    if key in changed and old is not None:
+                        old_map = old.teams if kind == "Team" else old.business_units
+                        if old_map.get(target) == provenance:
+                            changed.discard(key)
+                            continue
+                    changed.add(key)  # type: ignore[arg-type]
+            for grant in grants:
+                rule = grant.provenance.rule or ""
+                self.rule_users[(grant.kind, rule)].add(name)
+                self.dirty_rules.add((grant.kind, rule))
+                self.rule_targets[(grant.kind, rule)].add(grant.target)
+                current = self.suggestions.get((grant.kind, grant.target))
+                if current is None or (-grant.priority, rule) < (-current[0], current[1]):
+                    self.suggestions[(grant.kind, grant.target)] = (
+                        grant.priority,
+                        rule,
+                        grant.display_name,
+                        grant.business_unit,
+                    )
+        self.mark_targets(changed)
+
+    # --- user worker ----------------------------------------------------------------------------
+
+    async def _user_worker(self) -> None:
+        while True:
+            await self._users_wakeup.wait()
+            self._users_wakeup.clear()
+            while self.dirty_users:
+                batch = list(self.dirty_users)
+                self.dirty_users.clear()
+                await asyncio.gather(*(self._process_user_safely(name) for name in batch))
+
+    async def _process_user_safely(self, name: str) -> None:
+        try:
+            await self.process_user(name)
+        except ApiUnavailable as error:
+            log.warning("API server unavailable; will retry user", extra={"user": name, "error": str(error)[:200]})
+            await asyncio.sleep(1)
+            self.mark_users([name])
+        except ApiError as error:
+            if error.not_found:
+                return  # deleted meanwhile: its DELETED event cleans up
+            log.error("cannot update user", extra={"user": name, "error": str(error)[:300]})
+        except Exception:
+            log.exception("unexpected error updating user", extra={"user": name})
+
+    async def process_user(self, name: str) -> None:
+        assert self.indexes is not None
+        user: UserRecord | None = _first(self.indexes.users, name)
+        if user is None:
+            self._update_reverse(name, None, [])
+            self.written.pop(name, None)
+            return
+        desired, grants = self.compute(user)
+        self._update_reverse(name, desired, grants)
+
+        written = self.written.get(name)
+        current_teams, current_units, current_status = user.team_labels, user.unit_labels, user.status
+        if written is not None and written[0] > user.resource_version:
+            # Our last write has not come back through the watch yet: compare with what we wrote.
+            current_teams, current_units = written[1], written[2]
+            current_status = written[3] if written[3] is not None else current_status
+        wanted_teams, wanted_units = frozenset(desired.teams), frozenset(desired.business_units)
+        status = self._user_status(user, desired)
+        latest_rv = user.resource_version
+        if wanted_teams != current_teams or wanted_units != current_units:
+            labels: dict[str, str | None] = {}
+            for prefix, wanted, current in (
+                (TEAM_LABEL_PREFIX, wanted_teams, current_teams),
+                (BUSINESS_UNIT_LABEL_PREFIX, wanted_units, current_units),
+            ):
+                labels.update({prefix + t: MEMBER_LABEL_VALUE for t in wanted - current})
+                labels.update({prefix + t: None for t in current - wanted})
+            async with self._writes:
+                result = await self.kube.patch(
+                    SCIM_USERS, name, {"metadata": {"labels": labels}}, self.settings.namespace
+                )
+            self.stats.user_writes += 1
+            latest_rv = int(result["metadata"]["resourceVersion"])
+        if not status_equal(current_status, status):
+            async with self._writes:
+                result = await self.kube.patch(
+                    SCIM_USERS, name, {"status": status}, self.settings.namespace, subresource="status"
+                )
+            self.stats.status_writes += 1
+            latest_rv = int(result["metadata"]["resourceVersion"])
+            current_status = status
+        self.written[name] = (latest_rv, wanted_teams, wanted_units, current_status)
+
+    def _user_status(self, user: UserRecord, desired: Desired) -> dict[str, Any]:
+        previous = user.status.get("conditions") or []
+        status = ScimUserStatus(
+            id=user.scim_id,
+            groups=list(self._group_names(user)),
+            teams=[DerivedMembership(name=n, sources=list(p)) for n, p in desired.teams.items()],
+            team_count=len(desired.teams),
+            business_units=[DerivedMembership(name=n, sources=list(p)) for n, p in desired.business_units.items()],
+            observed_generation=user.generation,
+        ).dump()
+        message = (
+            f"in {len(desired.teams)} team(s) and {len(desired.business_units)} business unit(s)"
+            if user.active
+            else "inactive: removed from every team and business unit"
+        )
+        status["conditions"] = [
+            condition("Ready", True, "Reconciled" if user.active else "Inactive", message, previous, user.generation)
+        ]
+        return status
+
+    # --- flush worker: targets, rules, groups ---------------------------------------------------
+
+    async def _flush_worker(self) -> None:
+        while True:
+            await self._flush_wakeup.wait()
+            await asyncio.sleep(self.settings.flush_interval_seconds)
+            self._flush_wakeup.clear()
+            try:
+                await self.flush()
+            except ApiUnavailable as error:
+                log.warning("API server unavailable; will retry flush", extra={"error": str(error)[:200]})
+                await asyncio.sleep(1)
+                self._flush_wakeup.set()
+            except Exception:
+                log.exception("flush failed")
+                await asyncio.sleep(1)
+                self._flush_wakeup.set()
+
+    def produced_targets(self) -> set[TargetKey]:
+        """Names some valid rule produces now: fixed names always, templated ones while they have members."""
+        produced: set[TargetKey] = set()
+        for rule in self.all_rules():
+            if rule.problem is None and rule.spec.target.name:
+                produced.add((rule.kind, rule.spec.target.name))
+        for (kind, _rule), targets in self.rule_targets.items():
+            for target in targets:
+                if self.members.get((kind, target)):  # type: ignore[arg-type]
+                    produced.add((kind, target))  # type: ignore[arg-type]
+        return produced
+
+    async def flush(self) -> None:
+        targets, self.dirty_targets = self.dirty_targets, set()
+        rules, self.dirty_rules = self.dirty_rules, set()
+        groups, self.dirty_groups = self.dirty_groups, set()
+        produced = self.produced_targets()
+        # A team's business unit changed its member list: the unit's status lists the team.
+        for kind, name in list(targets):
+            record = _first(self.indexes.targets, (kind, name)) if self.indexes else None
+            if kind == "Team" and record is not None and record.business_unit:
+                targets.add(("BusinessUnit", record.business_unit))
+        target_keys, rule_keys, group_keys = sorted(targets), sorted(rules), sorted(groups)
+        results = await asyncio.gather(
+            *(self._flush_target(key, produced) for key in target_keys),
+            *(self._flush_rule(key) for key in rule_keys),
+            *(self._flush_group(scim_id) for scim_id in group_keys),
+            return_exceptions=True,
+        )
+        # Whatever failed is retried on a later flush; one bad object never drops the others' work.
+        failed = [
+            (key, r)
+            for key, r in zip([*target_keys, *rule_keys, *group_keys], results, strict=True)
+            if isinstance(r, BaseException)
+        ]
+        for key, error in failed:
+            if isinstance(error, ApiUnavailable):
+                log.warning("API server unavailable during flush", extra={"object": str(key)})
+            else:
+                log.error("status write failed", extra={"object": str(key), "error": str(error)[:300]})
+        self.dirty_targets.update(k for k, _ in failed if k in targets)
+        self.dirty_rules.update(k for k, _ in failed if k in rules)
+        self.dirty_groups.update(k for k, _ in failed if k in groups)
+        if failed:
+            await asyncio.sleep(1)
+            self._flush_wakeup.set()
+
+    def _rules_for(self, key: TargetKey) -> list[str]:
+        names = {
+            rule
+            for (kind, rule), targets in self.rule_targets.items()
+            if kind == key[0] and key[1] in targets and self.members.get(key)
+        }
+        names.update(r.name for r in self.all_rules() if r.kind == key[0] and r.spec.target.name == key[1])
+        return sorted(names)
+
+    async def _flush_target(self, key: TargetKey, produced: set[TargetKey]) -> None:
+        assert self.indexes is not None
+        kind, name = key
+        resource = TARGET_RESOURCES[kind]
+        record: TargetRecord | None = _first(self.indexes.targets, key)
+        members = self.members.get(key, {})
+        if record is None:
+            if key in produced:
+                await self._create_target(key)
+            return
+        if (
+            record.created_by_operator
+            and key not in produced
+            and not members
+            and not record.manual_members
+            and self.settings.delete_orphaned_targets
+        ):
+            try:
+                async with self._writes:
+                    await self.kube.delete(resource, name, self.settings.namespace, preconditions={"uid": record.uid})
+                self.stats.target_writes += 1
+                await self._event(kind, record, "Normal", "Removed", "no rule produces this name and it has no members")
+            except ApiError as error:
+                if not (error.not_found or error.conflict):
+                    raise
+            return
+        status = self._target_status(record, members)
+        if not status_equal(record.status, status):
+            async with self._writes:
+                await self.kube.patch(resource, name, {"status": status}, self.settings.namespace, subresource="status")
+            self.stats.target_writes += 1
+        current = frozenset(members)
+        previous = self.flushed_members.get(key)
+        self.flushed_members[key] = current
+        if previous is not None and previous != current:
+            await self._membership_event(record, previous, current)
+
+    async def _create_target(self, key: TargetKey) -> None:
+        kind, name = key
+        suggestion = self.suggestions.get(key)
+        rule = next((r for r in self.all_rules() if r.kind == kind and r.spec.target.name == name), None)
+        display = (suggestion[2] if suggestion else None) or name
+        spec: dict[str, Any] = {"displayName": display[:256]}
+        unit = (suggestion[3] if suggestion else None) or (rule.spec.target.business_unit if rule else None)
+        if kind == "Team" and unit:
+            spec["businessUnit"] = unit
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": kind,
+            "metadata": {
+                "name": name,
+                "labels": {**PART_OF, **MANAGED_BY_OPERATOR, LABEL_CREATED_BY: CREATED_BY_OPERATOR},
+            },
+            "spec": spec,
+        }
+        try:
+            async with self._writes:
+                await self.kube.create(TARGET_RESOURCES[kind], body, self.settings.namespace)
+            self.stats.target_writes += 1
+            log.info("created target", extra={"kind": kind, "target": name})
+        except ApiError as error:
+            if not error.conflict:
+                raise
+
+    def _target_status(self, record: TargetRecord, members: Mapping[str, tuple[Provenance, ...]]) -> dict[str, Any]:
+        assert self.indexes is not None
+        limit = self.settings.member_status_limit
+        listed = []
+        for user_key, provenance in members.items():
+            user: UserRecord | None = _first(self.indexes.users, user_key)
+            listed.append(
+                Member(user_name=user.user_name if user else user_key, user=user_key, sources=list(provenance))
+            )
+        listed.sort(key=lambda m: (m.user_name.casefold(), m.user or ""))
+        rules = self._rules_for(record.key)
+        displays = {
+            (r.spec.target.display_name_template or "")
+            for r in self.all_rules()
+            if r.name in rules and r.kind == record.kind
+        }
+        units = {r.spec.target.business_unit for r in self.all_rules() if r.name in rules and r.kind == "Team"}
+        conflicts = []
+        if len(displays) > 1:
+            conflicts.append(f"rules {', '.join(rules)} set different display names")
+        if len(units - {None}) > 1:
+            conflicts.append(f"rules {', '.join(rules)} name different business units")
+        previous = record.status.get("conditions") or []
+        common: dict[str, Any] = {
+            "origin": record.origin,
+            "member_count": len(members),
+            "members": listed[:limit],
+            "members_truncated": len(listed) > limit,
+            "selector": f"{LABEL_PREFIX[record.kind]}{record.name}",
+            "rules": rules,
+            "observed_generation": record.generation,
+        }
+        status_model: TeamStatus | BusinessUnitStatus
+        if record.kind == "BusinessUnit":
+            teams = sorted(
+                t.name for t in _values(self.indexes.targets) if t.kind == "Team" and t.business_unit == record.name
+            )
+            status_model = BusinessUnitStatus(**common, teams=teams)
+        else:
+            status_model = TeamStatus(**common)
+        status = status_model.dump()
+        status["conditions"] = [
+            condition("Ready", True, "Reconciled", f"{len(members)} member(s)", previous, record.generation),
+            condition(
+                "RulesConsistent",
+                not conflicts,
+                "Conflict" if conflicts else "Consistent",
+                "; ".join(conflicts) or "rules that produce this name agree",
+                previous,
+                record.generation,
+            ),
+        ]
+        return status
+
+    async def _flush_rule(self, key: tuple[str, str]) -> None:
+        assert self.indexes is not None
+        kind, name = key
+        record: RuleRecord | None = _first(self.indexes.rules, key)
+        if record is None:
+            self.rule_users.pop(key, None)
+            self.rule_targets.pop(key, None)
+            self.issues.pop(key, None)
+            return
+        previous = record.status.get("conditions") or []
+        users = self.rule_users.get(key, set())
+        targets = sorted(t for t in self.rule_targets.get(key, set()) if self.members.get((kind, t), {}).keys() & users)  # type: ignore[arg-type]
+        status = MappingStatus(
+            matched_users=len(users), targets=targets[:1000], observed_generation=record.generation
+        ).dump()
+        problem = record.rule.problem
+        issues = sorted(self.issues.get(key, set()))
+        status["conditions"] = [
+            condition(
+                "Ready",
+                problem is None,
+                "InvalidRule" if problem else "Valid",
+                problem or f"matches {len(users)} user(s)",
+                previous,
+                record.generation,
+            ),
+            condition(
+                "Degraded",
+                bool(issues),
+                "RenderProblems" if issues else "NoProblems",
+                "; ".join(issues[:5]) or "every match renders a valid name",
+                previous,
+                record.generation,
+            ),
+        ]
+        if not status_equal(record.status, status):
+            async with self._writes:
+                await self.kube.patch(
+                    RULE_RESOURCES[kind],  # type: ignore[index]
+                    name,
+                    {"status": status},
+                    self.settings.namespace,
+                    subresource="status",
+                )
+            old_ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
+            if problem and old_ready.get("status") != "False":
+                await self._rule_event(kind, name, record, problem)
+
+    async def _flush_group(self, scim_id: str) -> None:
+        assert self.indexes is not None
+        group: GroupRecord | None = _first(self.indexes.groups, scim_id)
+        if group is None:
+            return
+        count = len(list(self.indexes.users_by_group.get(scim_id, ())))
+        status = {"id": scim_id, "memberCount": count}
+        if group.status.get("id") != scim_id or group.status.get("memberCount") != count:
+            async with self._writes:
+                await self.kube.patch(
+                    SCIM_GROUPS, group.name, {"status": status}, self.settings.namespace, subresource="status"
+                )
+
+    # --- events ---------------------------------------------------------------------------------
+
+    async def _membership_event(self, record: TargetRecord, before: frozenset[str], after: frozenset[str]) -> None:
+        assert self.indexes is not None
+
+        def names(keys: Iterable[str]) -> str:
+            users = self.indexes.users if self.indexes else {}
+            shown = sorted((u.user_name if (u := _first(users, k)) is not None else k) for k in keys)
+            return ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+
+        added, removed = after - before, before - after
+        parts = []
+        if added:
+            parts.append(f"added {len(added)}: {names(added)}")
+        if removed:
+            parts.append(f"removed {len(removed)}: {names(removed)}")
+        await self._event(record.kind, record, "Normal", "MembersChanged", "; ".join(parts) + f" (now {len(after)})")
+
+    async def _rule_event(self, kind: str, name: str, record: RuleRecord, problem: str) -> None:
+        regarding = {
+            "apiVersion": API_VERSION,
+            "kind": f"{kind}Mapping",
+            "name": name,
+            "namespace": self.settings.namespace,
+        }
+        await self._post_event(regarding, "Warning", "InvalidRule", problem)
+
+    async def _event(self, kind: str, record: TargetRecord, type_: str, reason: str, note: str) -> None:
+        regarding = {
+            "apiVersion": API_VERSION,
+            "kind": kind,
+            "name": record.name,
+            "namespace": self.settings.namespace,
+            "uid": record.uid,
+        }
+        await self._post_event(regarding, type_, reason, note)
+
+    async def _post_event(self, regarding: dict[str, Any], type_: str, reason: str, note: str) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{regarding['name']}.", "namespace": self.settings.namespace},
+            "regarding": regarding,
+            "type": type_,
+            "reason": reason,
+            "note": note[:1024],
+            "action": "Reconcile",
+            "eventTime": stamp,
+            "reportingController": "identity.kubescim.dev/operator",
+            "reportingInstance": os.environ.get("HOSTNAME", "kubescim-operator")[:128],
+        }
+        try:
+            await self.kube.create(EVENTS, body, self.settings.namespace)
+        except (ApiError, ApiUnavailable) as error:
+            log.warning("could not post event", extra={"reason": reason, "error": str(error)[:200]})

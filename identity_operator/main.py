@@ -1,0 +1,31 @@
+"""`kubescim-operator`: run the Kopf operator in the configured namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from identity_operator import handlers  # noqa: F401 - registers the handlers
+from identity_operator.settings import OperatorSettings
+from scim_gateway.observability import configure_logging
+
+
+def main() -> None:
+    settings = OperatorSettings()
+    configure_logging(settings.log_level)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    asyncio.run(
+        kopf.operator(
+            namespaces=[settings.namespace],
+            standalone=settings.standalone,
+            peering_name=settings.peering,
+            priority=settings.priority,
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Immutable records built from watched objects: the values the operator keeps in its Kopf indexes.
+
+Each record holds what evaluation needs and what the operator last wrote (labels, status), so a
+recomputation can tell whether anything must be written at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from identity_operator.mapping import Rule, TargetKind, UserFacts
+from kubescim.api.models import BusinessUnitSpec, MappingSpec, MappingTarget, Match, TeamSpec
+from kubescim.constants import (
+    BUSINESS_UNIT_LABEL_PREFIX,
+    CREATED_BY_OPERATOR,
+    GROUP_LABEL_PREFIX,
+    LABEL_CREATED_BY,
+    LABEL_SCIM_ID,
+    TEAM_LABEL_PREFIX,
+)
+from kubescim.scim.resources import fold, user_to_scim
+
+Body = dict[str, Any]
+TargetKey = tuple[TargetKind, str]
+
+
+def _plain(body: Any) -> Body:
+    """Kopf bodies are mappings with extra behaviour; evaluation wants plain dicts."""
+    if isinstance(body, dict):
+        return {k: _plain(v) for k, v in body.items()}
+    if hasattr(body, "items") and hasattr(body, "keys"):
+        return {k: _plain(v) for k, v in body.items()}
+    if isinstance(body, list | tuple):
+        return [_plain(v) for v in body]  # type: ignore[return-value]
+    return body  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    name: str
+    scim_id: str | None
+    provider: str
+    user_name: str
+    active: bool
+    resource: Body
+    group_ids: frozenset[str]
+    team_labels: frozenset[str]
+    unit_labels: frozenset[str]
+    status: Body
+    generation: int
+    resource_version: int
+
+    @classmethod
+    def from_body(cls, body: Any) -> UserRecord:
+        body = _plain(body)
+        meta = body.get("metadata") or {}
+        labels: dict[str, str] = meta.get("labels") or {}
+        spec = body.get("spec") or {}
+        return cls(
+            name=str(meta.get("name")),
+            scim_id=labels.get(LABEL_SCIM_ID),
+            provider=str(spec.get("provider", "")),
+            user_name=str(spec.get("userName", "")),
+            active=spec.get("active") is not False,
+            resource=user_to_scim(spec, scim_id="", created="", last_modified="", version="", location="", groups=[]),
+            group_ids=frozenset(k[len(GROUP_LABEL_PREFIX) :] for k in labels if k.startswith(GROUP_LABEL_PREFIX)),
+            team_labels=frozenset(k[len(TEAM_LABEL_PREFIX) :] for k in labels if k.startswith(TEAM_LABEL_PREFIX)),
+            unit_labels=frozenset(
+                k[len(BUSINESS_UNIT_LABEL_PREFIX) :] for k in labels if k.startswith(BUSINESS_UNIT_LABEL_PREFIX)
+            ),
+            status=body.get("status") or {},
+            generation=int(meta.get("generation") or 0),
+            resource_version=int(meta.get("resourceVersion") or 0),
+        )
+
+    def facts(self, group_names: tuple[str, ...]) -> UserFacts:
+        return UserFacts(self.name, self.provider, self.user_name, self.active, self.resource, group_names)
+
+    @property
+    def folded_user_name(self) -> str:
+        return fold(self.user_name)
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    name: str
+    scim_id: str
+    provider: str
+    display_name: str
+    status: Body
+
+    @classmethod
+    def from_body(cls, body: Any) -> GroupRecord | None:
+        body = _plain(body)
+        meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        spec = body.get("spec") or {}
+        scim_id = labels.get(LABEL_SCIM_ID) or meta.get("name")
+        if not scim_id:
+            return None
+        return cls(
+            str(meta.get("name")),
+            str(scim_id),
+            str(spec.get("provider", "")),
+            str(spec.get("displayName", "")),
+            body.get("status") or {},
+        )
+
+
+@dataclass(frozen=True)
+class RuleRecord:
+    rule: Rule
+    generation: int
+    status: Body
+
+    @classmethod
+    def from_body(cls, body: Any, kind: TargetKind) -> RuleRecord:
+        body = _plain(body)
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name"))
+        try:
+            rule = Rule.compile(name, kind, MappingSpec.model_validate(body.get("spec") or {}))
+        except ValidationError as error:
+            placeholder = MappingSpec.model_construct(
+                match=Match.model_construct(), target=MappingTarget.model_construct()
+            )
+            rule = Rule(name, kind, placeholder, None, None, f"invalid spec: {error.errors()[0]['msg']}")
+        return cls(rule, int(meta.get("generation") or 0), body.get("status") or {})
+
+
+@dataclass(frozen=True)
+class ManualMemberRef:
+    user_name: str
+    provider: str | None
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    """A Team or BusinessUnit as it exists in the cluster."""
+
+    kind: TargetKind
+    name: str
+    uid: str
+    created_by_operator: bool
+    display_name: str | None
+    business_unit: str | None
+    manual_members: tuple[ManualMemberRef, ...]
+    status: Body
+    generation: int
+    origin: Literal["Mapping", "Manual"] = "Manual"
+
+    @property
+    def key(self) -> TargetKey:
+        return (self.kind, self.name)
+
+    @classmethod
+    def from_body(cls, body: Any, kind: TargetKind) -> TargetRecord:
+        body = _plain(body)
+        meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        raw_spec = body.get("spec") or {}
+        try:
+            spec: TeamSpec | BusinessUnitSpec = (
+                TeamSpec.model_validate(raw_spec) if kind == "Team" else BusinessUnitSpec.model_validate(raw_spec)
+            )
+        except ValidationError:
+            spec = TeamSpec() if kind == "Team" else BusinessUnitSpec()
+        created = labels.get(LABEL_CREATED_BY) == CREATED_BY_OPERATOR
+        return cls(
+            kind=kind,
+            name=str(meta.get("name")),
+            uid=str(meta.get("uid", "")),
+            created_by_operator=created,
+            display_name=spec.display_name,
+            business_unit=spec.business_unit if isinstance(spec, TeamSpec) else None,
+            manual_members=tuple(ManualMemberRef(m.user_name, m.provider) for m in spec.members),
+            status=body.get("status") or {},
+            generation=int(meta.get("generation") or 0),
+            origin="Mapping" if created else "Manual",
+        )

@@ -1,0 +1,27 @@
+"""The operator's settings, from KUBESCIM_* environment variables (one class, on the Kopf memo)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scim_gateway.settings import _default_namespace
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBESCIM_", extra="ignore")
+
+    namespace: str = Field(default_factory=_default_namespace, description="Namespace the operator serves.")
+    kubeconfig: str | None = Field(default=None, description="Kubeconfig path; in-cluster config when unset.")
+    peering: str = Field(default="kubescim", description="KopfPeering name shared by the active operator and standbys.")
+    priority: int = Field(default=100, description="Peering priority; a standby runs with a lower one.")
+    standalone: bool = Field(default=False, description="Run without peering (a single operator, no standby).")
+    peering_lifetime_seconds: int = Field(default=30, ge=5, description="How long a silent peer is considered alive.")
+    delete_orphaned_targets: bool = Field(
+        default=True, description="Remove operator-created Teams/BusinessUnits that no rule produces and are empty."
+    )
+    member_status_limit: int = Field(default=500, ge=0, le=500, description="Members listed in a Team's status.")
+    flush_interval_seconds: float = Field(default=0.1, ge=0.0, description="Batching window for status writes.")
+    write_concurrency: int = Field(default=16, ge=1, le=256, description="Concurrent API writes.")
+    health_port: int = Field(default=8081, description="Port of /healthz (Kopf liveness).")
+    log_level: str = "INFO"
