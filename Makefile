@@ -56,3 +56,4 @@ clean: down
 
 crds: venv
 	$(PY) -m kubescim.api.crdgen
+	$(PY) -m kubescim.api.docgen

@@ -30,3 +30,9 @@ def test_every_field_has_a_description() -> None:
         walk(root["properties"]["spec"], f"{kind.kind}.spec")
         walk(root["properties"]["status"], f"{kind.kind}.status")
     assert not missing, missing
+
+
+def test_api_reference_is_current() -> None:
+    from kubescim.api import docgen
+
+    assert docgen.DOC.read_text() == docgen.render(), "run `make crds` to regenerate docs/api-reference.md"
