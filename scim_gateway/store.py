@@ -8,39 +8,33 @@ must fix (409 uniqueness, 412 precondition), ApiUnavailable when the API server 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
 from kubescim.api.models import ScimGroupSpec, ScimUserSpec
 from kubescim.constants import (
     ANNOTATION_LAST_MODIFIED,
-    API_VERSION,
     GROUP_LABEL_PREFIX,
-    LABEL_ACTIVE,
     LABEL_PROVIDER,
     LABEL_SCIM_ID,
-    MANAGED_BY_GATEWAY,
-    PART_OF,
     SCIM_GROUPS,
     SCIM_USERS,
 )
 from kubescim.kube import JSON, ApiError, Kube
+from kubescim.objects import (
+    GROUP_MEMBER_LABEL_VALUE,
+    escape_pointer,
+    now_iso,
+    replace_user_spec_patch,
+    scim_group_object,
+    scim_user_object,
+)
 from kubescim.scim.errors import ScimError, ScimType, conflict, not_found
 from kubescim.scim.resources import user_object_name
 from scim_gateway.index import Entry, Index
 
-MEMBER_LABEL_VALUE = "member"
+MEMBER_LABEL_VALUE = GROUP_MEMBER_LABEL_VALUE
 FIELD_MANAGER = "kubescim-gateway"
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _escape(key: str) -> str:
-    """JSON-pointer escaping for a label/annotation key."""
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _invalid(error: ApiError, what: str) -> ScimError:
@@ -57,28 +51,9 @@ class KubeStore:
 
     # --- users ----------------------------------------------------------------------------------
 
-    def _user_object(self, spec: ScimUserSpec, scim_id: str, labels: dict[str, str]) -> JSON:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "ScimUser",
-            "metadata": {
-                "name": user_object_name(spec.provider, spec.user_name),
-                "labels": {
-                    **PART_OF,
-                    **MANAGED_BY_GATEWAY,
-                    **labels,
-                    LABEL_PROVIDER: spec.provider,
-                    LABEL_SCIM_ID: scim_id,
-                    LABEL_ACTIVE: str(spec.active is not False).lower(),
-                },
-                "annotations": {ANNOTATION_LAST_MODIFIED: now_iso()},
-            },
-            "spec": spec.dump(),
-        }
-
     async def create_user(self, spec: ScimUserSpec, scim_id: str, labels: dict[str, str] | None = None) -> Entry:
         try:
-            created = await self.kube.create(SCIM_USERS, self._user_object(spec, scim_id, labels or {}), self.namespace)
+            created = await self.kube.create(SCIM_USERS, scim_user_object(spec, scim_id, labels), self.namespace)
         except ApiError as error:
             if error.status == 409:
                 raise conflict(f"userName {spec.user_name!r} is already in use") from None
@@ -129,22 +104,7 @@ class KubeStore:
         """Replace the user's attributes. A changed (case-folded) userName moves the object to its new name."""
         if user_object_name(spec.provider, spec.user_name) != current.object_name:
             return await self._rename_user(current, spec)
-        operations: list[JSON] = []
-        if generation_guard is not None:
-            operations.append({"op": "test", "path": "/metadata/generation", "value": generation_guard})
-        operations += [
-            {"op": "add", "path": "/spec", "value": spec.dump()},
-            {
-                "op": "add",
-                "path": f"/metadata/labels/{_escape(LABEL_ACTIVE)}",
-                "value": str(spec.active is not False).lower(),
-            },
-            {
-                "op": "add",
-                "path": f"/metadata/annotations/{_escape(ANNOTATION_LAST_MODIFIED)}",
-                "value": now_iso(),
-            },
-        ]
+        operations = replace_user_spec_patch(spec, generation_guard)
         try:
             updated = await self.kube.patch(
                 SCIM_USERS, current.object_name, operations, self.namespace, patch_type="json"
@@ -165,7 +125,7 @@ class KubeStore:
         labels = {k: v for k, v in current.labels.items() if k.startswith(GROUP_LABEL_PREFIX)}
         try:
             created = await self.kube.create(
-                SCIM_USERS, self._user_object(spec, current.scim_id, labels), self.namespace
+                SCIM_USERS, scim_user_object(spec, current.scim_id, labels), self.namespace
             )
         except ApiError as error:
             if error.status == 409:
@@ -220,21 +180,7 @@ class KubeStore:
     # --- groups ---------------------------------------------------------------------------------
 
     async def create_group(self, spec: ScimGroupSpec, scim_id: str) -> Entry:
-        obj = {
-            "apiVersion": API_VERSION,
-            "kind": "ScimGroup",
-            "metadata": {
-                "name": scim_id,
-                "labels": {
-                    **PART_OF,
-                    **MANAGED_BY_GATEWAY,
-                    LABEL_PROVIDER: spec.provider,
-                    LABEL_SCIM_ID: scim_id,
-                },
-                "annotations": {ANNOTATION_LAST_MODIFIED: now_iso()},
-            },
-            "spec": spec.dump(),
-        }
+        obj = scim_group_object(spec, scim_id)
         try:
             created = await self.kube.create(SCIM_GROUPS, obj, self.namespace)
         except ApiError as error:
@@ -255,7 +201,7 @@ class KubeStore:
         operations.append(
             {
                 "op": "add",
-                "path": f"/metadata/annotations/{_escape(ANNOTATION_LAST_MODIFIED)}",
+                "path": f"/metadata/annotations/{escape_pointer(ANNOTATION_LAST_MODIFIED)}",
                 "value": now_iso(),
             }
         )
