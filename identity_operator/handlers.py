@@ -14,6 +14,7 @@ import kopf
 
 from identity_operator.engine import Engine, Indexes
 from identity_operator.mapping import TargetKind
+from identity_operator.okta.scheduler import Scheduler
 from identity_operator.records import GroupRecord, RuleRecord, TargetRecord, UserRecord
 from identity_operator.settings import OperatorSettings
 from kubescim.constants import GROUP, GROUP_LABEL_PREFIX, VERSION
@@ -60,12 +61,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.peering.lifetime = config.peering_lifetime_seconds
     settings.posting.level = logging.WARNING
     memo.config = config
-    memo.engine = Engine(Kube(KubeConfig.load(config.kubeconfig)), config)
+    kube = Kube(KubeConfig.load(config.kubeconfig))
+    memo.engine = Engine(kube, config)
+    memo.scheduler = Scheduler(
+        kube,
+        config.namespace,
+        scim_base_url=config.scim_public_url,
+        first_run_delay=config.reconcile_first_delay_seconds,
+    )
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     engine: Engine = memo.engine
+    scheduler: Scheduler = memo.scheduler
+    await scheduler.stop()
     await engine.stop()
     await engine.kube.close()
 
@@ -204,3 +214,15 @@ async def on_team(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **kwar
 @kopf.on.event(GROUP, VERSION, "businessunits")
 async def on_unit(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     await _on_target("BusinessUnit", event, body, memo, kwargs)
+
+
+# --- Okta reconciliation ------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, "identityproviders")
+async def on_provider(event: kopf.RawEvent, body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> None:
+    scheduler: Scheduler = memo.scheduler
+    if event.get("type") == "DELETED":
+        await scheduler.remove(name)
+    else:
+        scheduler.upsert(dict(body))

@@ -24,4 +24,8 @@ class OperatorSettings(BaseSettings):
     flush_interval_seconds: float = Field(default=0.1, ge=0.0, description="Batching window for status writes.")
     write_concurrency: int = Field(default=16, ge=1, le=256, description="Concurrent API writes.")
     health_port: int = Field(default=8081, description="Port of /healthz (Kopf liveness).")
+    scim_public_url: str | None = Field(
+        default=None, description="The gateway's external URL, published in each IdentityProvider's status."
+    )
+    reconcile_first_delay_seconds: float = Field(default=2.0, ge=0, description="Delay of the first Okta run.")
     log_level: str = "INFO"

@@ -1,0 +1,400 @@
+"""One reconciliation run for one IdentityProvider: fetch Okta and the cluster, plan, apply, report.
+
+Safety by construction: both snapshots are fetched completely before anything is written, and any
+failed or partial fetch ends the run with no write at all; a plan that would deactivate too many
+users is applied without its destructive part and reported as Blocked; a run with no drift writes
+nothing but the provider's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from identity_operator.okta.client import OktaClient, OktaCredentials, OktaFetchError
+from identity_operator.okta.plan import (
+    ACTIVE_ASSIGNMENT,
+    ACTIVE_STATUSES,
+    ClusterGroup,
+    ClusterUser,
+    OktaGroup,
+    OktaUser,
+    Plan,
+    make_plan,
+)
+from kubescim.api.models import IdentityProviderSpec, OktaAuthType, ScimGroupSpec, ScimUserSpec, SyncCounts
+from kubescim.constants import (
+    ANNOTATION_LAST_MODIFIED,
+    GROUP_LABEL_PREFIX,
+    LABEL_PROVIDER,
+    LABEL_SCIM_ID,
+    SCIM_GROUPS,
+    SCIM_USERS,
+)
+from kubescim.kube import SECRETS, ApiError, Kube
+from kubescim.objects import (
+    GROUP_MEMBER_LABEL_VALUE,
+    escape_pointer,
+    now_iso,
+    replace_user_spec_patch,
+    scim_group_object,
+    scim_user_object,
+)
+from kubescim.scim.resources import user_object_name
+
+log = logging.getLogger("kubescim.reconciler")
+
+
+class SecretMissing(Exception):
+    pass
+
+
+@dataclass
+class RunResult:
+    result: str  # Succeeded | Failed | Blocked
+    message: str
+    counts: SyncCounts
+    okta_calls: int
+    rate_limit_waits: int
+    duration: float
+    started: dt.datetime
+    writes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def read_secret_key(kube: Kube, namespace: str, name: str, key: str) -> str:
+    try:
+        secret = await kube.get(SECRETS, name, namespace)
+    except ApiError as error:
+        if error.not_found:
+            raise SecretMissing(f"Secret {name} not found") from None
+        raise
+    value = (secret.get("data") or {}).get(key)
+    if value is None:
+        raise SecretMissing(f"Secret {name} has no key {key}")
+    return base64.b64decode(value).decode().strip()
+
+
+async def credentials_for(kube: Kube, namespace: str, spec: IdentityProviderSpec) -> OktaCredentials:
+    assert spec.okta is not None
+    auth = spec.okta.auth
+    if auth.type == OktaAuthType.API_TOKEN:
+        assert auth.api_token_secret_ref is not None
+        token = await read_secret_key(kube, namespace, auth.api_token_secret_ref.name, auth.api_token_secret_ref.key)
+        return OktaCredentials(spec.okta.org_url, api_token=token)
+    assert auth.oauth is not None
+    ref = auth.oauth.private_key_secret_ref
+    key = await read_secret_key(kube, namespace, ref.name, ref.key)
+    return OktaCredentials(
+        spec.okta.org_url,
+        client_id=auth.oauth.client_id,
+        private_key_pem=key,
+        key_id=auth.oauth.key_id,
+        scopes=tuple(auth.oauth.scopes),
+    )
+
+
+# --- snapshots ----------------------------------------------------------------------------------
+
+
+async def fetch_okta(
+    client: OktaClient, app_id: str, group_concurrency: int = 4
+) -> tuple[list[OktaUser], list[OktaGroup]]:
+    app_users = await client.app_users(app_id)
+    users = []
+    for app_user in app_users:
+        embedded = (app_user.get("_embedded") or {}).get("user") or {}
+        status = embedded.get("status", "ACTIVE")
+        credentials = app_user.get("credentials") or {}
+        user_name = credentials.get("userName") or (embedded.get("profile") or {}).get("login")
+        if not user_name:
+            raise OktaFetchError(f"app user {app_user.get('id')} has no userName")
+        users.append(
+            OktaUser(
+                okta_id=str(app_user["id"]),
+                scim_id=app_user.get("externalId"),
+                active=status in ACTIVE_STATUSES and app_user.get("status") in ACTIVE_ASSIGNMENT,
+                user_name=str(user_name),
+                profile=dict(app_user.get("profile") or {}),
+            )
+        )
+    mappings = [m for m in await client.push_mappings(app_id) if m.get("status", "ACTIVE") == "ACTIVE"]
+    names = (
+        {
+            str(g["id"]): str((g.get("profile") or {}).get("name", ""))
+            for g in await client.list_all("/api/v1/groups", "groups")
+        }
+        if mappings
+        else {}
+    )
+    semaphore = asyncio.Semaphore(group_concurrency)
+
+    async def one(mapping: dict[str, Any]) -> OktaGroup:
+        source = str(mapping["sourceGroupId"])
+        async with semaphore:
+            member_ids = await client.group_member_ids(source)
+        if source not in names:
+            raise OktaFetchError(f"pushed group {source} not found among the org's groups")
+        return OktaGroup(source, mapping.get("targetGroupId"), names[source], frozenset(member_ids))
+
+    groups = await asyncio.gather(*(one(m) for m in mappings))
+    return users, list(groups)
+
+
+async def fetch_cluster(kube: Kube, namespace: str, provider: str) -> tuple[list[ClusterUser], list[ClusterGroup]]:
+    selector = f"{LABEL_PROVIDER}={provider}"
+    user_objects, _ = await kube.list(SCIM_USERS, namespace, label_selector=selector)
+    group_objects, _ = await kube.list(SCIM_GROUPS, namespace, label_selector=selector)
+    users = []
+    for obj in user_objects:
+        labels = obj["metadata"].get("labels") or {}
+        if LABEL_SCIM_ID not in labels:
+            continue
+        groups = frozenset(k[len(GROUP_LABEL_PREFIX) :] for k in labels if k.startswith(GROUP_LABEL_PREFIX))
+        users.append(ClusterUser(obj["metadata"]["name"], labels[LABEL_SCIM_ID], dict(obj.get("spec") or {}), groups))
+    groups_out = [
+        ClusterGroup(
+            o["metadata"]["name"],
+            (o["metadata"].get("labels") or {}).get(LABEL_SCIM_ID, o["metadata"]["name"]),
+            str((o.get("spec") or {}).get("displayName", "")),
+            (o.get("spec") or {}).get("externalId"),
+        )
+        for o in group_objects
+    ]
+    return users, groups_out
+
+
+# --- applying -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Applier:
+    kube: Kube
+    namespace: str
+    provider: str
+    concurrency: int = 16
+    writes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    async def _each(self, items: list[Any], work: Any) -> None:
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: Any) -> None:
+            async with semaphore:
+                try:
+                    await work(item)
+                except ApiError as error:
+                    self.errors.append(str(error)[:300])
+
+        await asyncio.gather(*(one(i) for i in items))
+
+    async def apply(self, plan: Plan, *, destructive: bool) -> None:
+        await self._each(plan.create_users, self._create_user)
+        await self._each(plan.update_users, self._update_user)
+        if destructive:
+            await self._each(plan.deactivate_users, self._deactivate_user)
+            await self._each(plan.delete_users, self._delete_user)
+        await self._each(plan.create_groups, self._create_group)
+        await self._each(plan.rename_groups, self._rename_group)
+        memberships = [(g, u, True) for g, users in plan.add_members.items() for u in users]
+        memberships += [(g, u, False) for g, users in plan.remove_members.items() for u in users]
+        await self._each(memberships, self._membership)
+        if destructive:
+            await self._each(plan.remove_groups, self._remove_group)
+
+    async def _create_user(self, item: tuple[str, ScimUserSpec]) -> None:
+        scim_id, spec = item
+        await self.kube.create(SCIM_USERS, scim_user_object(spec, scim_id), self.namespace)
+        self.writes += 1
+        self._names[scim_id] = user_object_name(spec.provider, spec.user_name)
+
+    async def _update_user(self, item: tuple[ClusterUser, ScimUserSpec]) -> None:
+        user, spec = item
+        new_name = user_object_name(spec.provider, spec.user_name)
+        if new_name == user.object_name:
+            await self.kube.patch(
+                SCIM_USERS, user.object_name, replace_user_spec_patch(spec), self.namespace, patch_type="json"
+            )
+            self.writes += 1
+            return
+        labels = {f"{GROUP_LABEL_PREFIX}{g}": GROUP_MEMBER_LABEL_VALUE for g in user.group_ids}
+        await self.kube.create(SCIM_USERS, scim_user_object(spec, user.scim_id, labels), self.namespace)
+        await self.kube.delete(SCIM_USERS, user.object_name, self.namespace)
+        self.writes += 2
+        self._names[user.scim_id] = new_name
+
+    async def _deactivate_user(self, user: ClusterUser) -> None:
+        spec = ScimUserSpec.model_validate({**user.spec, "active": False})
+        await self.kube.patch(
+            SCIM_USERS, user.object_name, replace_user_spec_patch(spec), self.namespace, patch_type="json"
+        )
+        self.writes += 1
+
+    async def _delete_user(self, user: ClusterUser) -> None:
+        try:
+            await self.kube.delete(SCIM_USERS, user.object_name, self.namespace)
+            self.writes += 1
+        except ApiError as error:
+            if not error.not_found:
+                raise
+
+    async def _create_group(self, item: tuple[str, OktaGroup]) -> None:
+        scim_id, group = item
+        spec = ScimGroupSpec(provider=self.provider, display_name=group.name, external_id=group.okta_id)
+        await self.kube.create(SCIM_GROUPS, scim_group_object(spec, scim_id), self.namespace)
+        self.writes += 1
+
+    async def _rename_group(self, item: tuple[ClusterGroup, str, str]) -> None:
+        group, name, okta_id = item
+        operations = [
+            {"op": "add", "path": "/spec/displayName", "value": name},
+            {"op": "add", "path": "/spec/externalId", "value": okta_id},
+            {
+                "op": "add",
+                "path": f"/metadata/annotations/{escape_pointer(ANNOTATION_LAST_MODIFIED)}",
+                "value": now_iso(),
+            },
+        ]
+        await self.kube.patch(SCIM_GROUPS, group.object_name, operations, self.namespace, patch_type="json")
+        self.writes += 1
+
+    async def _membership(self, item: tuple[str, str, bool]) -> None:
+        group_id, user_scim_id, add = item
+        name = self._names.get(user_scim_id)
+        if name is None:
+            return
+        value = GROUP_MEMBER_LABEL_VALUE if add else None
+        await self.kube.patch(
+            SCIM_USERS, name, {"metadata": {"labels": {f"{GROUP_LABEL_PREFIX}{group_id}": value}}}, self.namespace
+        )
+        self.writes += 1
+
+    async def _remove_group(self, group: ClusterGroup) -> None:
+        try:
+            await self.kube.delete(SCIM_GROUPS, group.object_name, self.namespace)
+            self.writes += 1
+        except ApiError as error:
+            if not error.not_found:
+                raise
+        members = [n for scim_id, n in self._names.items() if scim_id in self._members_of.get(group.scim_id, set())]
+        for name in members:
+            await self.kube.patch(
+                SCIM_USERS,
+                name,
+                {"metadata": {"labels": {f"{GROUP_LABEL_PREFIX}{group.scim_id}": None}}},
+                self.namespace,
+            )
+            self.writes += 1
+
+    _names: dict[str, str] = field(default_factory=dict)  # user SCIM id -> object name
+    _members_of: dict[str, set[str]] = field(default_factory=dict)  # group SCIM id -> user SCIM ids
+
+    def know(self, users: list[ClusterUser]) -> None:
+        for user in users:
+            self._names[user.scim_id] = user.object_name
+            for group_id in user.group_ids:
+                self._members_of.setdefault(group_id, set()).add(user.scim_id)
+
+
+# --- a run --------------------------------------------------------------------------------------
+
+
+async def reconcile(
+    kube: Kube,
+    namespace: str,
+    provider: str,
+    spec: IdentityProviderSpec,
+    *,
+    allow_mass_deactivation: bool = False,
+    client: OktaClient | None = None,
+) -> RunResult:
+    started = dt.datetime.now(dt.UTC)
+    clock = time.monotonic()
+    counts = SyncCounts()
+    assert spec.okta is not None
+    own_client = client is None
+    try:
+        if client is None:
+            client = OktaClient(
+                await credentials_for(kube, namespace, spec),
+                budget_share=spec.reconcile.max_rate_limit_share_percent / 100,
+            )
+        okta_users, okta_groups = await fetch_okta(client, spec.okta.app_id)
+        cluster_users, cluster_groups = await fetch_cluster(kube, namespace, provider)
+    except (OktaFetchError, SecretMissing) as error:
+        calls = client.stats.calls if client else 0
+        waits = client.stats.rate_limit_waits if client else 0
+        if own_client and client is not None:
+            await client.close()
+        return RunResult(
+            "Failed", f"fetch failed, nothing changed: {error}", counts, calls, waits, time.monotonic() - clock, started
+        )
+    plan = make_plan(
+        provider,
+        okta_users,
+        okta_groups,
+        cluster_users,
+        cluster_groups,
+        policy=spec.reconcile.deactivation_policy,
+        threshold_percent=spec.reconcile.mass_deactivation_threshold_percent,
+        allow_mass_deactivation=allow_mass_deactivation,
+    )
+    applier = Applier(kube, namespace, provider)
+    applier.know(cluster_users)
+    await applier.apply(plan, destructive=plan.blocked is None)
+    counts = SyncCounts(
+        users_seen=len(okta_users),
+        created=len(plan.create_users),
+        updated=len(plan.update_users) - plan.reactivated,
+        reactivated=plan.reactivated,
+        deactivated=0 if plan.blocked else plan.destructive,
+        unchanged=plan.unchanged,
+        groups_seen=len(okta_groups),
+        groups_fixed=plan.groups_fixed,
+        groups_removed=0 if plan.blocked else len(plan.remove_groups),
+    )
+    if own_client:
+        await client.close()
+    duration = time.monotonic() - clock
+    if applier.errors:
+        result, message = "Failed", f"{len(applier.errors)} write(s) failed; first: {applier.errors[0]}"
+    elif plan.blocked:
+        result, message = "Blocked", plan.blocked
+    elif plan.empty:
+        result, message = "Succeeded", "no drift"
+    else:
+        result, message = "Succeeded", _summary(counts)
+    if plan.invalid:
+        message += f"; {len(plan.invalid)} Okta user(s) skipped (invalid or conflicting attributes)"
+    return RunResult(
+        result,
+        message,
+        counts,
+        client.stats.calls,
+        client.stats.rate_limit_waits,
+        duration,
+        started,
+        applier.writes,
+        applier.errors,
+    )
+
+
+def _summary(counts: SyncCounts) -> str:
+    parts = [
+        f"{value} {label}"
+        for value, label in (
+            (counts.created, "created"),
+            (counts.updated, "updated"),
+            (counts.reactivated, "reactivated"),
+            (counts.deactivated, "deactivated"),
+            (counts.groups_fixed, "groups fixed"),
+            (counts.groups_removed, "groups removed"),
+        )
+        if value
+    ]
+    return "repaired drift: " + ", ".join(parts)

@@ -1,0 +1,284 @@
+"""When each IdentityProvider is reconciled: at operator start, every `interval` (+ up to 5% jitter), and
+on demand (annotation identity.kubescim.dev/sync-requested, set by `kubescim sync`). One task per
+provider, so runs never overlap. A failed run is retried with backoff, well before the next interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from identity_operator.okta.reconciler import RunResult, reconcile
+from kubescim.api.models import IdentityProviderSpec, LastSync
+from kubescim.constants import (
+    ANNOTATION_ALLOW_MASS_DEACTIVATION,
+    ANNOTATION_SYNC_REQUESTED,
+    API_VERSION,
+    IDENTITY_PROVIDERS,
+    LABEL_PROVIDER,
+    SCIM_GROUPS,
+    SCIM_USERS,
+)
+from kubescim.kube import EVENTS, ApiError, ApiUnavailable, Kube
+
+log = logging.getLogger("kubescim.reconciler")
+_DURATION = re.compile(r"([0-9.]+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    return sum(float(value) * _UNITS[unit] for value, unit in _DURATION.findall(text))
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class ProviderState:
+    name: str
+    spec: IdentityProviderSpec
+    uid: str
+    sync_requested: str | None = None
+    allow_mass_deactivation: bool = False
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    last: RunResult | None = None
+    runs: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self, kube: Kube, namespace: str, *, scim_base_url: str | None = None, first_run_delay: float = 2.0
+    ) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.scim_base_url = scim_base_url
+        self.first_run_delay = first_run_delay
+        self.providers: dict[str, ProviderState] = {}
+
+    def upsert(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name"))
+        annotations = meta.get("annotations") or {}
+        try:
+            spec = IdentityProviderSpec.model_validate(body.get("spec") or {})
+        except ValueError:
+            log.error("invalid IdentityProvider spec", extra={"provider": name})
+            return
+        state = self.providers.get(name)
+        if state is None:
+            state = ProviderState(
+                name, spec, str(meta.get("uid", "")), sync_requested=annotations.get(ANNOTATION_SYNC_REQUESTED)
+            )
+            self.providers[name] = state
+            state.task = asyncio.create_task(self._loop(state), name=f"reconcile-{name}")
+            return
+        interval_changed = spec.reconcile.interval != state.spec.reconcile.interval
+        state.spec = spec
+        requested = annotations.get(ANNOTATION_SYNC_REQUESTED)
+        if requested and requested != state.sync_requested:
+            state.sync_requested = requested
+            state.wakeup.set()
+        if annotations.get(ANNOTATION_ALLOW_MASS_DEACTIVATION) == "true" and not state.allow_mass_deactivation:
+            state.allow_mass_deactivation = True
+            state.wakeup.set()
+        if interval_changed:
+            state.wakeup.set()
+
+    async def remove(self, name: str) -> None:
+        state = self.providers.pop(name, None)
+        if state is not None and state.task is not None:
+            state.task.cancel()
+
+    async def stop(self) -> None:
+        for name in list(self.providers):
+            await self.remove(name)
+
+    async def _loop(self, state: ProviderState) -> None:
+        delay = self.first_run_delay + random.uniform(0, 1)
+        failures = 0
+        while True:
+            await self._publish_endpoint(state)
+            if state.spec.okta is None or not state.spec.reconcile.enabled:
+                await self._wait(state, None)
+                continue
+            await self._wait(state, delay)
+            if state.spec.okta is None or not state.spec.reconcile.enabled:
+                continue
+            result = await self.run(state)
+            interval = parse_duration(state.spec.reconcile.interval)
+            if result.result == "Failed":
+                failures += 1
+                delay = min(interval, 30 * 2 ** min(failures, 6)) * random.uniform(0.8, 1.2)
+            else:
+                failures = 0
+                delay = interval * (1 + random.uniform(0, 0.05))
+            await self._write_next(state, delay)
+
+    async def _wait(self, state: ProviderState, delay: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.wakeup.wait(), delay)
+        state.wakeup.clear()
+
+    async def run(self, state: ProviderState) -> RunResult:
+        """One run, never concurrent with another for the same provider (only the loop calls this)."""
+        override = state.allow_mass_deactivation
+        await self._status(state, {"lastSync": {"startTime": _iso(dt.datetime.now(dt.UTC)), "result": "Running"}})
+        try:
+            result = await reconcile(
+                self.kube, self.namespace, state.name, state.spec, allow_mass_deactivation=override
+            )
+        except (ApiUnavailable, ApiError) as error:
+            result = RunResult(
+                "Failed",
+                f"Kubernetes API error: {str(error)[:300]}",
+                _empty_counts(),
+                0,
+                0,
+                0.0,
+                dt.datetime.now(dt.UTC),
+            )
+        except Exception as error:
+            log.exception("reconcile crashed", extra={"provider": state.name})
+            result = RunResult(
+                "Failed", f"internal error: {type(error).__name__}", _empty_counts(), 0, 0, 0.0, dt.datetime.now(dt.UTC)
+            )
+        state.last = result
+        state.runs += 1
+        if override and result.result != "Blocked":
+            state.allow_mass_deactivation = False
+            await self._clear_override(state)
+        await self._report(state, result)
+        log.info(
+            "reconcile finished",
+            extra={
+                "provider": state.name,
+                "result": result.result,
+                "message": result.message,
+                "okta_calls": result.okta_calls,
+                "seconds": round(result.duration, 2),
+            },
+        )
+        return result
+
+    # --- reporting ------------------------------------------------------------------------------
+
+    async def _status(self, state: ProviderState, status: dict[str, Any]) -> None:
+        try:
+            await self.kube.patch(
+                IDENTITY_PROVIDERS, state.name, {"status": status}, self.namespace, subresource="status"
+            )
+        except (ApiError, ApiUnavailable) as error:
+            log.warning(
+                "cannot write IdentityProvider status", extra={"provider": state.name, "error": str(error)[:200]}
+            )
+
+    async def _publish_endpoint(self, state: ProviderState) -> None:
+        if self.scim_base_url:
+            await self._status(
+                state, {"scimEndpoint": f"{self.scim_base_url.rstrip('/')}/providers/{state.name}/scim/v2"}
+            )
+
+    async def _write_next(self, state: ProviderState, delay: float) -> None:
+        next_time = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+        await self._status(state, {"nextSyncTime": _iso(next_time)})
+
+    async def _report(self, state: ProviderState, result: RunResult) -> None:
+        finished = result.started + dt.timedelta(seconds=result.duration)
+        last = LastSync(
+            start_time=result.started.replace(microsecond=0),
+            completion_time=finished.replace(microsecond=0),
+            duration_seconds=round(result.duration, 3),
+            result=result.result,
+            message=result.message[:4000],
+            counts=result.counts,
+            okta_api_calls=result.okta_calls,
+            rate_limit_waits=result.rate_limit_waits,
+        ).dump()
+        users = groups = None
+        try:
+            selector = f"{LABEL_PROVIDER}={state.name}"
+            users = len((await self.kube.list(SCIM_USERS, self.namespace, label_selector=selector))[0])
+            groups = len((await self.kube.list(SCIM_GROUPS, self.namespace, label_selector=selector))[0])
+        except (ApiError, ApiUnavailable):
+            pass
+        now = _iso(dt.datetime.now(dt.UTC))
+        synced = result.result == "Succeeded"
+        conditions = [
+            {
+                "type": "Synced",
+                "status": "True" if synced else "False",
+                "reason": result.result,
+                "message": result.message[:1000],
+                "lastTransitionTime": now,
+            },
+            {
+                "type": "Ready",
+                "status": "True" if result.result != "Failed" else "False",
+                "reason": "Reconciling" if result.result != "Failed" else "SyncFailing",
+                "message": "SCIM endpoint served; last reconciliation " + result.result.lower(),
+                "lastTransitionTime": now,
+            },
+        ]
+        status: dict[str, Any] = {"lastSync": last, "conditions": conditions}
+        if users is not None:
+            status["userCount"] = users
+            status["groupCount"] = groups
+        await self._status(state, status)
+        if result.result != "Succeeded" or result.message != "no drift":
+            await self._event(
+                state,
+                "Normal" if result.result == "Succeeded" else "Warning",
+                {"Succeeded": "Reconciled", "Blocked": "MassDeactivationBlocked"}.get(result.result, "ReconcileFailed"),
+                result.message,
+            )
+
+    async def _event(self, state: ProviderState, type_: str, reason: str, note: str) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{state.name}.", "namespace": self.namespace},
+            "regarding": {
+                "apiVersion": API_VERSION,
+                "kind": "IdentityProvider",
+                "name": state.name,
+                "namespace": self.namespace,
+                "uid": state.uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "note": note[:1024],
+            "action": "Reconcile",
+            "eventTime": stamp,
+            "reportingController": "identity.kubescim.dev/operator",
+            "reportingInstance": "kubescim-operator",
+        }
+        try:
+            await self.kube.create(EVENTS, body, self.namespace)
+        except (ApiError, ApiUnavailable) as error:
+            log.warning("could not post event", extra={"error": str(error)[:200]})
+
+    async def _clear_override(self, state: ProviderState) -> None:
+        try:
+            await self.kube.patch(
+                IDENTITY_PROVIDERS,
+                state.name,
+                {"metadata": {"annotations": {ANNOTATION_ALLOW_MASS_DEACTIVATION: None}}},
+                self.namespace,
+            )
+        except (ApiError, ApiUnavailable) as error:
+            log.warning("cannot clear the override annotation", extra={"error": str(error)[:200]})
+
+
+def _empty_counts() -> Any:
+    from kubescim.api.models import SyncCounts
+
+    return SyncCounts()

@@ -1,0 +1,332 @@
+"""The Okta Management API endpoints kubescim's reconciler calls, served over an in-memory Org.
+
+Faithful where kubescim depends on it (OKTA.md §2): cursor paging with `self` and `next` in two
+separate Link headers (order configurable), per-endpoint page-size maxima, X-Rate-Limit-* headers on
+every response and 429 E0000047 when a bucket is empty, SSWS tokens and OAuth 2.0 client credentials
+with a private_key_jwt client assertion (verified), scopes enforced. Faults (5xx, timeouts, 429
+storms, truncated bodies) can be injected per path, e.g. "fail page 3 of /apps/{id}/users".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from kubescim_dev.oktasim.org import ACTIVE_USER_STATUSES, Org
+
+PAGE_MAX = {"app_users": 500, "app_groups": 200, "group_users": 1000, "users": 200, "groups": 10000, "push": 1000}
+PAGE_DEFAULT = {"app_users": 50, "app_groups": 20, "group_users": 1000, "users": 200, "groups": 10000, "push": 100}
+SCOPES = {"apps": "okta.apps.read", "users": "okta.users.read", "groups": "okta.groups.read"}
+
+
+def okta_error(status: int, code: str, summary: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {
+            "errorCode": code,
+            "errorSummary": summary,
+            "errorLink": code,
+            "errorId": secrets.token_hex(8),
+            "errorCauses": [],
+        },
+        status_code=status,
+        headers=headers,
+    )
+
+
+@dataclass
+class Fault:
+    """Fail matching requests: kind is "500", "timeout", "truncate" or "429"."""
+
+    path: str  # a regular expression searched in the request path
+    kind: str
+    skip: int = 0  # let this many matching requests through first (e.g. 2 to fail page 3)
+    count: int = 1  # then fail this many (-1: all)
+
+    def take(self) -> bool:
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        if self.count == 0:
+            return False
+        if self.count > 0:
+            self.count -= 1
+        return True
+
+
+@dataclass
+class Bucket:
+    limit: int
+    window: float
+    remaining: int = 0
+    reset_at: float = 0.0
+
+    def take(self, now: float) -> bool:
+        if now >= self.reset_at:
+            self.remaining = self.limit
+            self.reset_at = now + self.window
+        if self.remaining <= 0:
+            return False
+        self.remaining -= 1
+        return True
+
+
+@dataclass
+class SimulatorConfig:
+    api_token: str = field(default_factory=lambda: "00" + secrets.token_urlsafe(30))
+    oauth_client_id: str = "0oaKubescimServiceApp"
+    oauth_public_key_pem: str | None = None
+    link_next_first: bool = False  # Okta sends self then next; either order must work
+    rate_limit: int = 600  # requests per bucket per window
+    rate_window_seconds: float = 60.0
+    timeout_seconds: float = 65.0  # a "timeout" fault sleeps this long
+
+
+@dataclass
+class Stats:
+    calls: Counter[str] = field(default_factory=Counter)
+    throttled: int = 0
+    faults: int = 0
+
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+class Simulator:
+    def __init__(self, org: Org, config: SimulatorConfig | None = None) -> None:
+        self.org = org
+        self.config = config or SimulatorConfig()
+        self.faults: list[Fault] = []
+        self.stats = Stats()
+        self.buckets: dict[str, Bucket] = {}
+        self.access_tokens: dict[str, tuple[float, set[str]]] = {}
+        self.seen_assertions: set[str] = set()
+        self.app = self._build()
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def bucket(self, name: str) -> Bucket:
+        if name not in self.buckets:
+            self.buckets[name] = Bucket(self.config.rate_limit, self.config.rate_window_seconds)
+        return self.buckets[name]
+
+    def rate_headers(self, bucket: Bucket) -> dict[str, str]:
+        return {
+            "X-Rate-Limit-Limit": str(bucket.limit),
+            "X-Rate-Limit-Remaining": str(max(bucket.remaining, 0)),
+            "X-Rate-Limit-Reset": str(int(bucket.reset_at) + 1),
+        }
+
+    def authorize(self, request: Request, scope: str) -> JSONResponse | None:
+        header = request.headers.get("authorization", "")
+        if header.startswith("SSWS ") and secrets.compare_digest(header[5:], self.config.api_token):
+            return None
+        if header.startswith("Bearer "):
+            grant = self.access_tokens.get(header[7:])
+            if grant is not None and grant[0] > time.time():
+                if scope not in grant[1]:
+                    return okta_error(403, "E0000006", "You do not have permission to perform the requested action")
+                return None
+        return okta_error(401, "E0000011", "Invalid token provided")
+
+    def page(self, request: Request, items: list[Any], kind: str) -> Response:
+        limit_text = request.query_params.get("limit")
+        limit = min(int(limit_text), PAGE_MAX[kind]) if limit_text and limit_text.isdigit() else PAGE_DEFAULT[kind]
+        limit = max(limit, 1)
+        after = request.query_params.get("after")
+        start = int(base64.urlsafe_b64decode(after.encode()).decode()) if after else 0
+        chunk = items[start : start + limit]
+        base = str(request.url).split("?")[0]
+        params = {k: v for k, v in request.query_params.items() if k != "after"}
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        links = [f'<{base}{"?" + query if query else ""}>; rel="self"']
+        if start + limit < len(items):
+            cursor = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
+            separator = "&" if query else ""
+            links.append(f'<{base}?{query}{separator}after={cursor}>; rel="next"')
+        if self.config.link_next_first:
+            links.reverse()
+        response = JSONResponse(chunk)
+        for link in links:
+            response.headers.append("Link", link)
+        return response
+
+    # --- app ------------------------------------------------------------------------------------
+
+    def _build(self) -> FastAPI:
+        app = FastAPI(title="Okta simulator", docs_url=None, redoc_url=None, openapi_url=None)
+        sim = self
+
+        @app.middleware("http")
+        async def guard(request: Request, call_next: Any) -> Response:
+            path = request.url.path
+            if not path.startswith("/api/v1/"):
+                return await call_next(request)  # type: ignore[no-any-return]
+            bucket_name = path.split("/")[3] if len(path.split("/")) > 3 else "other"
+            bucket = sim.bucket(bucket_name)
+            endpoint = re.sub(r"/(00u|00g|0oa)[A-Za-z0-9]+", "/{id}", path)
+            sim.stats.calls[endpoint] += 1
+            for fault in sim.faults:
+                if re.search(fault.path, path) and fault.take():
+                    sim.stats.faults += 1
+                    if fault.kind == "timeout":
+                        await asyncio.sleep(sim.config.timeout_seconds)
+                    if fault.kind == "429":
+                        bucket.remaining = 0
+                        return okta_error(
+                            429,
+                            "E0000047",
+                            "API call exceeded rate limit due to too many requests.",
+                            sim.rate_headers(bucket),
+                        )
+                    if fault.kind == "truncate":
+                        response = await call_next(request)
+                        body = b"".join([chunk async for chunk in response.body_iterator])
+                        cut = body[: max(1, len(body) // 2)]
+                        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+                        return Response(cut, status_code=200, headers=headers, media_type="application/json")
+                    return okta_error(500, "E0000009", "Internal Server Error")
+            if not bucket.take(time.time()):
+                sim.stats.throttled += 1
+                return okta_error(
+                    429, "E0000047", "API call exceeded rate limit due to too many requests.", sim.rate_headers(bucket)
+                )
+            denied = sim.authorize(request, SCOPES.get(bucket_name, "okta.apps.read"))
+            response = denied or await call_next(request)
+            for key, value in sim.rate_headers(bucket).items():
+                response.headers[key] = value
+            return response
+
+        @app.post("/oauth2/v1/token")
+        async def token(request: Request) -> Response:
+            form = await request.form()
+            if form.get("grant_type") != "client_credentials":
+                return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+            if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+                return JSONResponse({"error": "invalid_client", "error_description": "private_key_jwt only"}, 401)
+            assertion = str(form.get("client_assertion", ""))
+            if not sim.config.oauth_public_key_pem:
+                return JSONResponse({"error": "invalid_client"}, status_code=401)
+            audience = f"{str(request.base_url).rstrip('/')}/oauth2/v1/token"
+            try:
+                claims = jwt.decode(
+                    assertion,
+                    sim.config.oauth_public_key_pem,
+                    algorithms=["RS256", "ES256"],
+                    audience=audience,
+                    options={"require": ["exp", "iss", "sub", "aud"]},
+                )
+            except jwt.PyJWTError as error:
+                return JSONResponse({"error": "invalid_client", "error_description": str(error)}, status_code=401)
+            if claims["iss"] != sim.config.oauth_client_id or claims["sub"] != sim.config.oauth_client_id:
+                return JSONResponse({"error": "invalid_client", "error_description": "iss/sub"}, status_code=401)
+            if claims["exp"] - time.time() > 3600:
+                return JSONResponse({"error": "invalid_client", "error_description": "exp > 1h"}, status_code=401)
+            jti = str(claims.get("jti", ""))
+            if jti and jti in sim.seen_assertions:
+                return JSONResponse({"error": "invalid_client", "error_description": "jti replayed"}, status_code=401)
+            sim.seen_assertions.add(jti)
+            scopes = set(str(form.get("scope", "")).split())
+            access = secrets.token_urlsafe(32)
+            sim.access_tokens[access] = (time.time() + 3600, scopes)
+            return JSONResponse(
+                {"token_type": "Bearer", "expires_in": 3600, "access_token": access, "scope": " ".join(sorted(scopes))}
+            )
+
+        @app.get("/api/v1/apps/{app_id}/users")
+        async def app_users(request: Request, app_id: str) -> Response:
+            if app_id != sim.org.app_id:
+                return okta_error(404, "E0000007", f"Not found: Resource not found: {app_id} (AppInstance)")
+            expand = request.query_params.get("expand") == "user"
+            items = [sim.org.app_user(a, expand) for a in sim.org.assignments.values()]
+            return sim.page(request, items, "app_users")
+
+        @app.get("/api/v1/apps/{app_id}/groups")
+        async def app_groups(request: Request, app_id: str) -> Response:
+            if app_id != sim.org.app_id:
+                return okta_error(404, "E0000007", "Not found")
+            return sim.page(request, [], "app_groups")
+
+        @app.get("/api/v1/apps/{app_id}/group-push/mappings")
+        async def push_mappings(request: Request, app_id: str) -> Response:
+            if app_id != sim.org.app_id:
+                return okta_error(404, "E0000007", "Not found")
+            return sim.page(request, [m.to_api() for m in sim.org.push_mappings.values()], "push")
+
+        @app.get("/api/v1/groups/{group_id}")
+        async def group(group_id: str) -> Response:
+            found = sim.org.groups.get(group_id)
+            if found is None:
+                return okta_error(404, "E0000007", f"Not found: Resource not found: {group_id} (UserGroup)")
+            return JSONResponse(found.to_api())
+
+        @app.get("/api/v1/groups/{group_id}/users")
+        async def group_users(request: Request, group_id: str) -> Response:
+            found = sim.org.groups.get(group_id)
+            if found is None:
+                return okta_error(404, "E0000007", "Not found")
+            members = [sim.org.users[u].to_api() for u in sorted(found.members) if u in sim.org.users]
+            return sim.page(request, members, "group_users")
+
+        @app.get("/api/v1/groups")
+        async def groups(request: Request) -> Response:
+            items = [g.to_api() for g in sim.org.groups.values()]
+            search = request.query_params.get("search") or ""
+            since = _since(search)
+            if since is not None:
+                key = "lastMembershipUpdated" if "lastMembershipUpdated" in search else "lastUpdated"
+                items = [g for g in items if g[key] > since]
+            return sim.page(request, items, "groups")
+
+        @app.get("/api/v1/users")
+        async def users(request: Request) -> Response:
+            items = [u.to_api() for u in sim.org.users.values()]
+            since = _since(request.query_params.get("search") or "")
+            if since is not None:
+                items = [u for u in items if u["lastUpdated"] > since]
+            else:
+                items = [u for u in items if u["status"] != "DEPROVISIONED"]
+            return sim.page(request, items, "users")
+
+        @app.get("/__sim/stats")
+        async def stats() -> Response:
+            return JSONResponse(
+                {
+                    "calls": dict(sim.stats.calls),
+                    "total": sim.stats.total(),
+                    "throttled": sim.stats.throttled,
+                    "faults": sim.stats.faults,
+                    "provisioned": len([u for u in sim.org.users.values() if u.status in ACTIVE_USER_STATUSES]),
+                }
+            )
+
+        @app.post("/__sim/faults")
+        async def add_fault(request: Request) -> Response:
+            body = json.loads(await request.body())
+            sim.faults.append(Fault(**body))
+            return JSONResponse({"faults": len(sim.faults)})
+
+        @app.delete("/__sim/faults")
+        async def clear_faults() -> Response:
+            sim.faults.clear()
+            return JSONResponse({"faults": 0})
+
+        return app
+
+    def reset_stats(self) -> None:
+        self.stats = Stats()
+
+
+def _since(search: str) -> str | None:
+    found = re.search(r'(?:lastUpdated|lastMembershipUpdated)\s+gt\s+"([^"]+)"', search)
+    return found.group(1) if found else None
