@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,7 +50,8 @@ from kubescim.constants import (
     TEAM_MAPPINGS,
     TEAMS,
 )
-from kubescim.kube import EVENTS, ApiError, ApiUnavailable, Kube, Resource
+from kubescim.events import post_event
+from kubescim.kube import ApiError, ApiUnavailable, Kube, Resource
 from kubescim.scim.resources import fold
 
 log = logging.getLogger("kubescim.operator")
@@ -728,21 +728,4 @@ class Engine:
         await self._post_event(regarding, type_, reason, note)
 
     async def _post_event(self, regarding: dict[str, Any], type_: str, reason: str, note: str) -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        body = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{regarding['name']}.", "namespace": self.settings.namespace},
-            "regarding": regarding,
-            "type": type_,
-            "reason": reason,
-            "note": note[:1024],
-            "action": "Reconcile",
-            "eventTime": stamp,
-            "reportingController": "identity.kubescim.dev/operator",
-            "reportingInstance": os.environ.get("HOSTNAME", "kubescim-operator")[:128],
-        }
-        try:
-            await self.kube.create(EVENTS, body, self.settings.namespace)
-        except (ApiError, ApiUnavailable) as error:
-            log.warning("could not post event", extra={"reason": reason, "error": str(error)[:200]})
+        await post_event(self.kube, self.settings.namespace, regarding, type_, reason, note)

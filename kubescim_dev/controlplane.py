@@ -229,6 +229,8 @@ class ControlPlane:
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
                 "--profiling=false",
+                # The kubernetes Service cannot point at loopback: do not try (and log) every 10 s.
+                "--endpoint-reconciler-type=none",
                 "--v=0",
             ],
         )

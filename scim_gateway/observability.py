@@ -52,6 +52,8 @@ def configure_logging(level: str, as_json: bool = True) -> None:
     root.setLevel(level.upper())
     # uvicorn's access log prints raw request lines; ours is structured (and never has headers).
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request at INFO: too chatty for an operator making thousands of calls.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Metrics:

@@ -250,7 +250,7 @@ def _plan_groups(
                 plan.add_members[scim_id] = wanted
             continue
         matched.add(current.scim_id)
-        if current.display_name != okta_group.name or current.external_id != okta_group.okta_id:
+        if current.display_name != okta_group.name:  # recording the Okta id alone is not worth a write
             plan.rename_groups.append((current, okta_group.name, okta_group.okta_id))
         have = members.get(current.scim_id, set())
         if wanted - have:

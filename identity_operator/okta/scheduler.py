@@ -25,7 +25,8 @@ from kubescim.constants import (
     SCIM_GROUPS,
     SCIM_USERS,
 )
-from kubescim.kube import EVENTS, ApiError, ApiUnavailable, Kube
+from kubescim.events import post_event
+from kubescim.kube import ApiError, ApiUnavailable, Kube
 
 log = logging.getLogger("kubescim.reconciler")
 _DURATION = re.compile(r"([0-9.]+)(ns|us|µs|ms|s|m|h)")
@@ -34,6 +35,11 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, 
 
 def parse_duration(text: str) -> float:
     return sum(float(value) * _UNITS[unit] for value, unit in _DURATION.findall(text))
+
+
+def _ms(moment: dt.datetime) -> dt.datetime:
+    """Millisecond precision: two quick runs must not report the same completion time."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -112,7 +118,11 @@ class Scheduler:
             await self._wait(state, delay)
             if state.spec.okta is None or not state.spec.reconcile.enabled:
                 continue
-            result = await self.run(state)
+            try:
+                result = await self.run(state)
+            except Exception:  # the schedule must outlive any bug in one run
+                log.exception("reconcile run crashed", extra={"provider": state.name})
+                result = RunResult("Failed", "internal error", _empty_counts(), 0, 0, 0.0, dt.datetime.now(dt.UTC))
             interval = parse_duration(state.spec.reconcile.interval)
             if result.result == "Failed":
                 failures += 1
@@ -161,7 +171,7 @@ class Scheduler:
             extra={
                 "provider": state.name,
                 "result": result.result,
-                "message": result.message,
+                "detail": result.message,
                 "okta_calls": result.okta_calls,
                 "seconds": round(result.duration, 2),
             },
@@ -193,8 +203,8 @@ class Scheduler:
     async def _report(self, state: ProviderState, result: RunResult) -> None:
         finished = result.started + dt.timedelta(seconds=result.duration)
         last = LastSync(
-            start_time=result.started.replace(microsecond=0),
-            completion_time=finished.replace(microsecond=0),
+            start_time=_ms(result.started),
+            completion_time=_ms(finished),
             duration_seconds=round(result.duration, 3),
             result=result.result,
             message=result.message[:4000],
@@ -241,30 +251,8 @@ class Scheduler:
             )
 
     async def _event(self, state: ProviderState, type_: str, reason: str, note: str) -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        body = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{state.name}.", "namespace": self.namespace},
-            "regarding": {
-                "apiVersion": API_VERSION,
-                "kind": "IdentityProvider",
-                "name": state.name,
-                "namespace": self.namespace,
-                "uid": state.uid,
-            },
-            "type": type_,
-            "reason": reason,
-            "note": note[:1024],
-            "action": "Reconcile",
-            "eventTime": stamp,
-            "reportingController": "identity.kubescim.dev/operator",
-            "reportingInstance": "kubescim-operator",
-        }
-        try:
-            await self.kube.create(EVENTS, body, self.namespace)
-        except (ApiError, ApiUnavailable) as error:
-            log.warning("could not post event", extra={"error": str(error)[:200]})
+        regarding = {"apiVersion": API_VERSION, "kind": "IdentityProvider", "name": state.name, "uid": state.uid}
+        await post_event(self.kube, self.namespace, regarding, type_, reason, note)
 
     async def _clear_override(self, state: ProviderState) -> None:
         try:

@@ -90,6 +90,7 @@ class SimulatorConfig:
     rate_limit: int = 600  # requests per bucket per window
     rate_window_seconds: float = 60.0
     timeout_seconds: float = 65.0  # a "timeout" fault sleeps this long
+    page_max: int | None = None  # cap every endpoint's page size (tests: reach page 3 with few users)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class Stats:
     calls: Counter[str] = field(default_factory=Counter)
     throttled: int = 0
     faults: int = 0
+    min_remaining: dict[str, int] = field(default_factory=dict)  # lowest budget left, per bucket
 
     def total(self) -> int:
         return sum(self.calls.values())
@@ -142,6 +144,8 @@ class Simulator:
     def page(self, request: Request, items: list[Any], kind: str) -> Response:
         limit_text = request.query_params.get("limit")
         limit = min(int(limit_text), PAGE_MAX[kind]) if limit_text and limit_text.isdigit() else PAGE_DEFAULT[kind]
+        if self.config.page_max is not None:
+            limit = min(limit, self.config.page_max)
         limit = max(limit, 1)
         after = request.query_params.get("after")
         start = int(base64.urlsafe_b64decode(after.encode()).decode()) if after else 0
@@ -196,7 +200,10 @@ class Simulator:
                         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
                         return Response(cut, status_code=200, headers=headers, media_type="application/json")
                     return okta_error(500, "E0000009", "Internal Server Error")
-            if not bucket.take(time.time()):
+            taken = bucket.take(time.time())
+            low = sim.stats.min_remaining.get(bucket_name)
+            sim.stats.min_remaining[bucket_name] = bucket.remaining if low is None else min(low, bucket.remaining)
+            if not taken:
                 sim.stats.throttled += 1
                 return okta_error(
                     429, "E0000047", "API call exceeded rate limit due to too many requests.", sim.rate_headers(bucket)

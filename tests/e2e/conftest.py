@@ -14,6 +14,7 @@ import pytest
 
 from kubescim.constants import API_VERSION, BUSINESS_UNIT_MAPPINGS, TEAM_MAPPINGS
 from kubescim.kube import NAMESPACES, ApiError, Kube, Resource
+from kubescim_dev.controlplane import REPO_ROOT
 from kubescim_dev.processes import GatewayProcess, ManagedProcess, start_gateway, start_operator
 from tests.conftest import Cluster, make_provider
 
@@ -108,10 +109,13 @@ async def stack(crds: Cluster, kube: Kube, request: pytest.FixtureRequest) -> As
         yield env
     finally:
         failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else True
+        keep = REPO_ROOT / ".local" / "test-logs" / request.node.name
         for process in [*env.operators, gateway]:
             process.stop()
             if failed:
-                print(f"\n--- {process.name} log ---\n{process.log(80)}")
+                keep.mkdir(parents=True, exist_ok=True)
+                (keep / f"{process.name.replace(':', '-')}.log").write_text(process.read_log())
+                print(f"\n--- {process.name} log (whole log in {keep}) ---\n{process.log(40)}")
         await kube.delete(NAMESPACES, namespace)
 
 

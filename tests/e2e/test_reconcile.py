@@ -1,0 +1,305 @@
+"""Okta reconciliation end to end: simulator (Management API + Okta's SCIM pushes) -> gateway -> API server,
+and the operator's reconciler repairing what a push missed, safely."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kubescim.constants import (
+    ANNOTATION_ALLOW_MASS_DEACTIVATION,
+    ANNOTATION_SYNC_REQUESTED,
+    IDENTITY_PROVIDERS,
+    SCIM_GROUPS,
+    SCIM_USERS,
+)
+from kubescim.kube import EVENTS, SECRETS
+from kubescim_dev.oktasim.api import Fault, SimulatorConfig
+from kubescim_dev.oktasim.org import generate
+from kubescim_dev.oktasim.pusher import OktaPusher
+from kubescim_dev.oktasim.server import SimulatorServer
+from tests.e2e.conftest import Stack, eventually
+
+pytestmark = pytest.mark.slow
+
+
+class OktaWorld:
+    def __init__(self, stack: Stack, server: SimulatorServer, pusher: OktaPusher) -> None:
+        self.stack, self.server, self.pusher = stack, server, pusher
+
+    @property
+    def org(self) -> Any:
+        return self.server.org
+
+    async def configure_provider(self, oauth_key: str | None = None, **reconcile: Any) -> None:
+        if oauth_key is None:
+            await self.stack.kube.create(
+                SECRETS,
+                {
+                    "metadata": {"name": "okta-api"},
+                    "data": {"token": base64.b64encode(self.server.simulator.config.api_token.encode()).decode()},
+                },
+                self.stack.namespace,
+            )
+            auth: dict[str, Any] = {"type": "ApiToken", "apiTokenSecretRef": {"name": "okta-api", "key": "token"}}
+        else:
+            await self.stack.kube.create(
+                SECRETS,
+                {"metadata": {"name": "okta-app"}, "data": {"key.pem": base64.b64encode(oauth_key.encode()).decode()}},
+                self.stack.namespace,
+            )
+            auth = {
+                "type": "OAuth",
+                "oauth": {
+                    "clientId": self.server.simulator.config.oauth_client_id,
+                    "privateKeySecretRef": {"name": "okta-app", "key": "key.pem"},
+                },
+            }
+        await self.stack.kube.patch(
+            IDENTITY_PROVIDERS,
+            "okta",
+            {
+                "spec": {
+                    "okta": {"orgUrl": self.server.url, "appId": self.org.app_id, "auth": auth},
+                    "reconcile": {"interval": "24h", **reconcile},
+                }
+            },
+            self.stack.namespace,
+        )
+
+    async def last_sync(self) -> dict[str, Any]:
+        provider = await self.stack.kube.get(IDENTITY_PROVIDERS, "okta", self.stack.namespace)
+        return dict((provider.get("status") or {}).get("lastSync") or {})
+
+    async def sync(self, *, timeout: float = 60) -> dict[str, Any]:
+        """Request a run (like `kubescim sync`) and wait for its result."""
+        before = (await self.last_sync()).get("completionTime")
+        stamp = dt.datetime.now(dt.UTC).isoformat()
+        await self.stack.kube.patch(
+            IDENTITY_PROVIDERS,
+            "okta",
+            {"metadata": {"annotations": {ANNOTATION_SYNC_REQUESTED: stamp}}},
+            self.stack.namespace,
+        )
+
+        async def finished() -> dict[str, Any]:
+            last = await self.last_sync()
+            assert last.get("completionTime"), last
+            assert last.get("completionTime") != before, last
+            assert last.get("result") != "Running"
+            return last
+
+        return await eventually(finished, timeout=timeout)
+
+    async def first_run(self) -> dict[str, Any]:
+        async def done() -> dict[str, Any]:
+            last = await self.last_sync()
+            assert last.get("completionTime"), last
+            return last
+
+        return await eventually(done, timeout=60)
+
+    async def users(self) -> dict[str, dict[str, Any]]:
+        items, _ = await self.stack.kube.list(SCIM_USERS, self.stack.namespace)
+        return {i["spec"]["externalId"]: i for i in items}
+
+    async def owned_state(self) -> dict[str, str]:
+        """What the reconciler may write: ScimUser/ScimGroup specs and group-membership labels."""
+        users, _ = await self.stack.kube.list(SCIM_USERS, self.stack.namespace)
+        groups, _ = await self.stack.kube.list(SCIM_GROUPS, self.stack.namespace)
+        state = {}
+        for obj in users + groups:
+            labels = sorted(k for k in (obj["metadata"].get("labels") or {}) if k.startswith("group."))
+            state[obj["metadata"]["name"]] = json.dumps([obj["spec"], labels], sort_keys=True)
+        return state
+
+    async def settled_versions(self) -> dict[str, str]:
+        """resourceVersions once the operator has finished writing statuses (stable for a second)."""
+        previous = await self.versions()
+        while True:
+            await asyncio.sleep(1.0)
+            current = await self.versions()
+            if current == previous:
+                return current
+            previous = current
+
+    async def versions(self) -> dict[str, str]:
+        users, _ = await self.stack.kube.list(SCIM_USERS, self.stack.namespace)
+        groups, _ = await self.stack.kube.list(SCIM_GROUPS, self.stack.namespace)
+        return {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in users + groups}
+
+
+@pytest.fixture
+async def okta(stack: Stack, request: pytest.FixtureRequest) -> AsyncIterator[OktaWorld]:
+    marker = request.node.get_closest_marker("org")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    org = generate(options.pop("users", 30), options.pop("groups", 6), seed=11)
+    config = SimulatorConfig(**options)
+    server = SimulatorServer(org, config)
+    await server.start()
+    pusher = OktaPusher(org, stack.gateway.scim_url, stack.token)
+    try:
+        yield OktaWorld(stack, server, pusher)
+    finally:
+        await pusher.close()
+        await server.stop()
+
+
+def start_operator(stack: Stack) -> None:
+    stack.start_operator(
+        extra_env={"KUBESCIM_RECONCILE_FIRST_DELAY_SECONDS": "0.2", "KUBESCIM_SCIM_PUBLIC_URL": stack.gateway.url}
+    )
+
+
+async def test_missed_pushes_are_repaired_by_one_run(okta: OktaWorld) -> None:
+    await okta.pusher.push_everything()
+    org = okta.org
+    users = list(org.users)
+    # Changes made in Okta while the app was paused: never pushed.
+    org.update_profile(users[0], title="Chief Scientist", department="Research")
+    org.deactivate_user(users[1])
+    org.unassign(users[2])
+    newcomer = org.add_user(
+        login="new.hire@example.com", email="new.hire@example.com", firstName="New", lastName="Hire", department="Sales"
+    )
+    org.assign(newcomer.id)
+    group_ids = [m.source_group_id for m in org.push_mappings.values()]
+    target = {m.source_group_id: m.target_group_id for m in org.push_mappings.values()}  # our SCIM ids
+    org.rename_group(group_ids[0], "Renamed In Okta")
+    org.set_members(group_ids[1], {users[3], users[4], newcomer.id})
+    org.unpush(group_ids[2])
+    await okta.configure_provider()
+    start_operator(okta.stack)
+    last = await okta.first_run()
+    assert last["result"] == "Succeeded", last
+    counts = last["counts"]
+    assert counts["created"] == 1
+    assert counts["updated"] >= 1
+    assert counts["deactivated"] == 2
+    assert counts["groupsFixed"] >= 2
+    assert counts["groupsRemoved"] == 1
+
+    cluster = await okta.users()
+    assert cluster[users[0]]["spec"]["title"] == "Chief Scientist"
+    enterprise = cluster[users[0]]["spec"]["extensions"]["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]
+    assert enterprise["department"] == "Research"
+    assert cluster[users[1]]["spec"]["active"] is False
+    assert cluster[users[2]]["spec"]["active"] is False
+    assert cluster[newcomer.id]["spec"]["userName"] == "new.hire@example.com"
+    groups, _ = await okta.stack.kube.list(SCIM_GROUPS, okta.stack.namespace)
+    by_name = {g["metadata"]["name"]: g for g in groups}
+    assert by_name[target[group_ids[0]]]["spec"]["displayName"] == "Renamed In Okta"
+    assert target[group_ids[2]] not in by_name  # no longer pushed: removed
+    members_label = f"group.identity.kubescim.dev/{target[group_ids[1]]}"
+    members, _ = await okta.stack.kube.list(SCIM_USERS, okta.stack.namespace, label_selector=members_label)
+    assert {m["spec"]["externalId"] for m in members} == {users[3], users[4], newcomer.id}
+
+    # The second run finds no drift and writes nothing to ScimUsers/ScimGroups.
+    before = await okta.settled_versions()
+    again = await okta.sync()
+    assert again["result"] == "Succeeded"
+    assert again["message"] == "no drift"
+    assert await okta.versions() == before
+    provider = await okta.stack.kube.get(IDENTITY_PROVIDERS, "okta", okta.stack.namespace)
+    assert provider["status"]["scimEndpoint"].endswith("/providers/okta/scim/v2")
+    conditions = {c["type"]: c["status"] for c in provider["status"]["conditions"]}
+    assert conditions == {"Synced": "True", "Ready": "True"}
+
+
+@pytest.mark.org(page_max=10)
+async def test_fetch_failure_on_page_three_deactivates_nobody(okta: OktaWorld) -> None:
+    await okta.pusher.push_everything()
+    for user_id in list(okta.org.users)[:8]:
+        okta.org.unassign(user_id)  # a complete fetch would deactivate these
+    okta.server.simulator.faults.append(Fault(path=r"/apps/.*/users$", kind="500", skip=2, count=-1))
+    await okta.configure_provider()
+    before = await okta.owned_state()
+    start_operator(okta.stack)
+    last = await okta.first_run()
+    assert last["result"] == "Failed"
+    assert "nothing changed" in last["message"]
+    assert await okta.owned_state() == before
+    assert okta.server.simulator.stats.faults >= 1
+
+
+@pytest.mark.org(page_max=10, link_next_first=True)
+async def test_every_page_is_read_whatever_the_link_header_order(okta: OktaWorld) -> None:
+    await okta.pusher.push_everything()
+    await okta.configure_provider()
+    start_operator(okta.stack)
+    last = await okta.first_run()
+    assert last["result"] == "Succeeded", last
+    assert last["counts"]["usersSeen"] == 30
+    assert last["message"] == "no drift"
+    calls = okta.server.simulator.stats.calls
+    assert calls["/api/v1/apps/{id}/users"] == 3  # 30 users, 10 a page: every page, once
+
+
+async def test_breaker_trips_and_the_override_allows_one_run(okta: OktaWorld) -> None:
+    await okta.pusher.push_everything()
+    for user_id in list(okta.org.users)[:12]:
+        okta.org.unassign(user_id)  # 40% of 30
+    await okta.configure_provider()
+    start_operator(okta.stack)
+    last = await okta.first_run()
+    assert last["result"] == "Blocked", last
+    assert "12 of 30" in last["message"]
+    assert all(u["spec"].get("active") is not False for u in (await okta.users()).values())
+    events, _ = await okta.stack.kube.list(EVENTS, okta.stack.namespace)
+    assert any(e.get("reason") == "MassDeactivationBlocked" for e in events)
+
+    await okta.stack.kube.patch(
+        IDENTITY_PROVIDERS,
+        "okta",
+        {"metadata": {"annotations": {ANNOTATION_ALLOW_MASS_DEACTIVATION: "true"}}},
+        okta.stack.namespace,
+    )
+
+    async def allowed() -> None:
+        assert (await okta.last_sync())["result"] == "Succeeded"
+
+    await eventually(allowed, timeout=60)
+    assert sum(1 for u in (await okta.users()).values() if u["spec"].get("active") is False) == 12
+    provider = await okta.stack.kube.get(IDENTITY_PROVIDERS, "okta", okta.stack.namespace)
+    assert ANNOTATION_ALLOW_MASS_DEACTIVATION not in (provider["metadata"].get("annotations") or {})
+
+
+@pytest.mark.org(page_max=5, rate_limit=8, rate_window_seconds=2.0)
+async def test_rate_limits_slow_the_run_but_it_completes_within_the_budget_share(okta: OktaWorld) -> None:
+    await okta.pusher.push_everything()
+    okta.server.simulator.faults.append(Fault(path=r"/groups/.*/users", kind="429", count=3))
+    okta.server.simulator.reset_stats()
+    await okta.configure_provider()
+    start_operator(okta.stack)
+    last = await okta.first_run()
+    assert last["result"] == "Succeeded", last
+    assert last["rateLimitWaits"] >= 1
+    # The client kept half of every bucket for the org's other integrations (the injected 429s aside).
+    stats = okta.server.simulator.stats
+    assert min(stats.min_remaining.values()) >= 8 * 0.5 - 4  # concurrency 4 may overlap the last check
+
+
+async def test_oauth_service_app_with_private_key_jwt(okta: OktaWorld) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    okta.server.simulator.config.oauth_public_key_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    await okta.configure_provider(oauth_key=pem)
+    start_operator(okta.stack)
+    last = await okta.first_run()
+    assert last["result"] == "Succeeded", last
+    assert last["counts"]["created"] == 30  # nothing was pushed: the reconciler provisioned everyone
+    assert len(okta.server.simulator.access_tokens) == 1
