@@ -220,6 +220,8 @@ class Engine:
                     affected.add(user.name)
             if record.rule.spec.target.name:
                 self.mark_targets([(kind, record.rule.spec.target.name)])
+            if kind == "Team" and record.rule.spec.target.business_unit:
+                self.mark_targets([("BusinessUnit", record.rule.spec.target.business_unit)])
             if record.rule.spec.final or self._has_final_rules():
                 # `final` changes which other rules apply: everyone the kind's rules touch may move.
                 affected.update(u for (k, _), users in self.rule_users.items() if k == kind for u in users)
@@ -461,6 +463,8 @@ class Engine:
         for rule in self.all_rules():
             if rule.problem is None and rule.spec.target.name:
                 produced.add((rule.kind, rule.spec.target.name))
+            if rule.problem is None and rule.kind == "Team" and rule.spec.target.business_unit:
+                produced.add(("BusinessUnit", rule.spec.target.business_unit))
         for (kind, _rule), targets in self.rule_targets.items():
             for target in targets:
                 if self.members.get((kind, target)):  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ def _source(source: dict[str, Any]) -> str:
         return f"rule {source.get('rule')}: member of group {source.get('group')!r}"
     if kind == "Attribute":
         return f"rule {source.get('rule')}: {source.get('attribute')} = {source.get('value')!r}"
+    if kind == "Team":
+        return f"member of team {source.get('team')}, which belongs to this business unit"
     return "listed in spec.members (manual)"
 
 

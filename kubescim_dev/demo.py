@@ -1,17 +1,90 @@
-"""`make demo`: the main job on the embedded default, told step by step."""
+"""`make demo`: the main job on the embedded default, told step by step.
+
+A generated Okta org (users with departments, cost centers, titles and an employeeID custom attribute;
+"Bifrost Playground: <X> Team" groups and more) is pushed through the gateway exactly as Okta's SCIM
+client would; mapping rules are applied as a platform engineer would with kubectl; the operator builds
+Teams and BusinessUnits; the reconciler checks Okta's Management API; then the result is printed.
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import TYPE_CHECKING
+
+from kubescim_dev.controlplane import REPO_ROOT
 
 if TYPE_CHECKING:
     from kubescim_dev.stack import Stack
 
+RULES = [
+    "teammapping-playground.yaml",
+    "teammapping-department.yaml",
+    "teammapping-squads.yaml",
+    "businessunitmapping-costcenter.yaml",
+    "businessunitmapping-contractors.yaml",
+    "businessunit-platform.yaml",
+]
+
+
+def _step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
 
 def run_demo(stack: Stack, env: dict[str, str]) -> int:
-    from kubescim_dev.stack import kubectl
+    from kubescim_dev.stack import NAMESPACE, kubectl
 
-    kubeconfig = stack.control_plane.kubeconfig
-    print(f"control plane up at {stack.control_plane.url} (kubeconfig {kubeconfig})")
-    print(kubectl(kubeconfig, "get", "crds", "-l", "app.kubernetes.io/part-of=kubescim").stdout)
+    kubeconfig = stack.kubeconfig
+    ns = ("-n", NAMESPACE)
+    _step(f"control plane {stack.control_plane.url}, gateway {env['SCIM_URL']}, Okta simulator {env['OKTA_URL']}")
+    print("the simulator pushed its org through the gateway like Okta's SCIM client (filter, POST, PUT, PATCH)")
+    print(kubectl(kubeconfig, "get", "identityproviders", *ns).stdout)
+
+    _step("apply mapping rules (crds/examples), as a platform engineer would with kubectl")
+    for name in RULES:
+        print(kubectl(kubeconfig, "apply", *ns, "-f", str(REPO_ROOT / "crds" / "examples" / name)).stdout, end="")
+
+    _step("wait for the operator to build Teams and BusinessUnits")
+    deadline = time.monotonic() + 120
+    previous = ""
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        current = kubectl(kubeconfig, "get", "teams,businessunits", *ns, "-o", "json").stdout
+        summary = json.dumps(
+            [(i["metadata"]["name"], (i.get("status") or {}).get("memberCount")) for i in json.loads(current)["items"]]
+        )
+        if summary != previous:
+            previous, stable_since = summary, time.monotonic()
+        elif time.monotonic() - stable_since > 3 and "null" not in summary and summary != "[]":
+            break
+        time.sleep(0.5)
+
+    _step("kubectl get teams,businessunits")
+    print(kubectl(kubeconfig, "get", "teams,businessunits", *ns).stdout)
+
+    _step("members of team alpha, straight from the label selector")
+    print(kubectl(kubeconfig, "get", "scimusers", *ns, "-l", "team.identity.kubescim.dev/alpha").stdout)
+
+    _step("why is a user in their teams? (kubescim explain)")
+    users = json.loads(
+        kubectl(kubeconfig, "get", "scimusers", *ns, "-l", "team.identity.kubescim.dev/alpha", "-o", "json").stdout
+    )["items"]
+    if users:
+        from kubescim.cli import main as cli
+
+        cli(["--kubeconfig", str(kubeconfig), "-n", NAMESPACE, "explain", "user", users[0]["spec"]["userName"]])
+
+    _step("the Okta reconciliation (Management API) found the cluster in sync")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        provider = json.loads(kubectl(kubeconfig, "get", "identityprovider", "okta", *ns, "-o", "json").stdout)
+        last = (provider.get("status") or {}).get("lastSync") or {}
+        if last.get("result") in ("Succeeded", "Failed", "Blocked"):
+            print(
+                f"last sync: {last.get('result')} - {last.get('message')} ({last.get('oktaApiCalls')} Okta calls, "
+                f"{last.get('durationSeconds')} s)"
+            )
+            break
+        time.sleep(0.5)
+    print(kubectl(kubeconfig, "get", "identityproviders", *ns).stdout)
     return 0

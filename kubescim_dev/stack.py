@@ -1,14 +1,20 @@
 """The local stack behind `make up`, `make down` and `make demo`.
 
-`up` starts a detached supervisor (`serve`) that runs the control plane and kubescim's processes,
-writes `.local/stack.env` once everything is ready, and tears it all down on SIGTERM. `down` signals
-it and waits. `demo` runs the same stack in the foreground, tells the story, and stops.
+Everything runs on loopback: etcd + kube-apiserver (built from Go modules), the SCIM gateway, the
+operator, and the Okta simulator, which pushes its generated org through the gateway the way Okta's
+SCIM client does and serves the Management API the reconciler reads.
+
+`up` starts a detached supervisor (`serve`) that runs the stack, writes `.local/stack.env` once
+everything is ready, and tears it all down on SIGTERM. `down` signals it and waits. `demo` runs the
+same stack in the foreground, tells the story, and stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -18,14 +24,17 @@ from pathlib import Path
 
 from kubescim.cli import rotate_token
 from kubescim.constants import API_VERSION, IDENTITY_PROVIDERS
-from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig
-from kubescim_dev.controlplane import REPO_ROOT, ControlPlane, tool_path
-from kubescim_dev.processes import ManagedProcess, start_gateway
+from kubescim.kube import NAMESPACES, SECRETS, ApiError, Kube, KubeConfig, Resource
+from kubescim_dev.controlplane import REPO_ROOT, ControlPlane, free_port, tool_path
+from kubescim_dev.processes import ManagedProcess, start_gateway, start_operator
 
 LOCAL = REPO_ROOT / ".local"
 ENV_FILE = LOCAL / "stack.env"
 PID_FILE = LOCAL / "stack.pid"
 LOG_FILE = LOCAL / "stack.log"
+NAMESPACE = "kubescim"
+PROVIDER = "okta"
+KOPF_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings")
 
 
 def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -50,55 +59,132 @@ def install_crds(kubeconfig: Path) -> None:
     )
 
 
-NAMESPACE = "kubescim"
-PROVIDER = "okta"
+async def _create(kube: Kube, resource: Resource, body: dict[str, object], namespace: str | None) -> None:
+    try:
+        await kube.create(resource, body, namespace)
+    except ApiError as error:
+        if not error.conflict:
+            raise
 
 
-async def _bootstrap(kubeconfig: Path) -> str:
-    """The demo namespace and IdentityProvider, and a provisioning token for it."""
+async def bootstrap(kubeconfig: Path) -> str:
+    """The namespace, the operator's peering object, the IdentityProvider, and a provisioning token."""
     async with Kube(KubeConfig.from_file(kubeconfig)) as kube:
-        try:
-            await kube.create(NAMESPACES, {"metadata": {"name": NAMESPACE}})
-        except ApiError as error:
-            if not error.conflict:
-                raise
-        try:
-            await kube.create(
-                IDENTITY_PROVIDERS,
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "IdentityProvider",
-                    "metadata": {"name": PROVIDER},
-                    "spec": {"displayName": "Local Okta simulator"},
-                },
-                NAMESPACE,
-            )
-        except ApiError as error:
-            if not error.conflict:
-                raise
+        await _create(kube, NAMESPACES, {"metadata": {"name": NAMESPACE}}, None)
+        await _create(
+            kube,
+            KOPF_PEERINGS,
+            {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "kubescim"}},
+            NAMESPACE,
+        )
+        await _create(
+            kube,
+            IDENTITY_PROVIDERS,
+            {
+                "apiVersion": API_VERSION,
+                "kind": "IdentityProvider",
+                "metadata": {"name": PROVIDER},
+                "spec": {"displayName": "Okta (local simulator)"},
+            },
+            NAMESPACE,
+        )
         return await rotate_token(kube, NAMESPACE, PROVIDER)
+
+
+async def connect_okta(kubeconfig: Path, okta: dict[str, str]) -> None:
+    """Point the IdentityProvider at the simulator's Management API (SSWS token in a Secret)."""
+    async with Kube(KubeConfig.from_file(kubeconfig)) as kube:
+        await _create(
+            kube,
+            SECRETS,
+            {
+                "metadata": {"name": "okta-api-token"},
+                "data": {"token": base64.b64encode(okta["apiToken"].encode()).decode()},
+            },
+            NAMESPACE,
+        )
+        await kube.patch(
+            IDENTITY_PROVIDERS,
+            PROVIDER,
+            {
+                "spec": {
+                    "okta": {
+                        "orgUrl": okta["url"],
+                        "appId": okta["appId"],
+                        "auth": {"type": "ApiToken", "apiTokenSecretRef": {"name": "okta-api-token", "key": "token"}},
+                    }
+                }
+            },
+            NAMESPACE,
+        )
 
 
 class Stack:
     """Everything `make up` runs, in dependency order."""
 
-    def __init__(self, workdir: Path | None = None) -> None:
-        self.control_plane = ControlPlane(workdir=workdir)
+    def __init__(self, users: int = 60, groups: int = 14) -> None:
+        self.control_plane = ControlPlane()
         self.processes: list[ManagedProcess] = []
+        self.users, self.groups = users, groups
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.kubeconfig
 
     def start(self) -> dict[str, str]:
         self.control_plane.start()
-        kubeconfig = self.control_plane.kubeconfig
-        install_crds(kubeconfig)
-        token = asyncio.run(_bootstrap(kubeconfig))
-        gateway = start_gateway(kubeconfig, NAMESPACE)
+        install_crds(self.kubeconfig)
+        token = asyncio.run(bootstrap(self.kubeconfig))
+        gateway = start_gateway(self.kubeconfig, NAMESPACE)
         self.processes.append(gateway)
+        okta = self._start_simulator(gateway.scim_url, token)
+        asyncio.run(connect_okta(self.kubeconfig, okta))
+        operator = start_operator(
+            self.kubeconfig,
+            NAMESPACE,
+            extra_env={"KUBESCIM_SCIM_PUBLIC_URL": gateway.url, "KUBESCIM_RECONCILE_FIRST_DELAY_SECONDS": "1"},
+        )
+        self.processes.append(operator)
         return {
-            "KUBECONFIG": str(kubeconfig),
+            "KUBECONFIG": str(self.kubeconfig),
             "KUBESCIM_NAMESPACE": NAMESPACE,
             "SCIM_URL": gateway.scim_url,
             "SCIM_TOKEN": token,
+            "OKTA_URL": okta["url"],
+            "OKTA_API_TOKEN": okta["apiToken"],
+            "OKTA_APP_ID": okta["appId"],
+            "KUBECTL": str(tool_path("kubectl")),
         }
+
+    def _start_simulator(self, scim_url: str, token: str) -> dict[str, str]:
+        state = self.control_plane.workdir / "okta.json" if self.control_plane.workdir else LOCAL / "okta.json"
+        simulator = ManagedProcess(
+            name="okta-simulator",
+            argv=[
+                sys.executable,
+                "-m",
+                "kubescim_dev.oktasim.server",
+                "--users",
+                str(self.users),
+                "--groups",
+                str(self.groups),
+                "--port",
+                str(free_port()),
+                "--state",
+                str(state),
+                "--push-to",
+                scim_url,
+            ],
+            env={"KUBESCIM_PUSH_TOKEN": token},
+        )
+        simulator.start()
+        self.processes.append(simulator)
+        deadline = time.monotonic() + 300
+        while not state.exists():
+            if not simulator.alive or time.monotonic() > deadline:
+                raise RuntimeError(f"the Okta simulator did not start:\n{simulator.log()}")
+            time.sleep(0.1)
+        return dict(json.loads(state.read_text()))
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -153,15 +239,17 @@ def up() -> int:
             start_new_session=True,
         )
     PID_FILE.write_text(str(process.pid))
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while not ENV_FILE.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             print(LOG_FILE.read_text(errors="replace")[-4000:], file=sys.stderr)
             print("stack failed to start", file=sys.stderr)
             return 1
         time.sleep(0.2)
-    print(f"stack is up (pid {process.pid}). Use it with:\n  source {ENV_FILE.relative_to(Path.cwd())}")
-    print(ENV_FILE.read_text(), end="")
+    print(f"stack is up (pid {process.pid}). Use it with:\n  set -a; source {ENV_FILE.relative_to(REPO_ROOT)}; set +a")
+    for line in ENV_FILE.read_text().splitlines():
+        key = line.split("=", 1)[0]
+        print(f"  {key}=..." if "TOKEN" in key else f"  {line}")
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import uvicorn
 from kubescim_dev.controlplane import free_port
 from kubescim_dev.oktasim.api import Simulator, SimulatorConfig
 from kubescim_dev.oktasim.org import Org, generate
+from kubescim_dev.oktasim.pusher import OktaPusher
 
 
 class SimulatorServer:
@@ -63,6 +65,13 @@ async def _serve(args: argparse.Namespace) -> None:
         config.oauth_public_key_pem = Path(args.public_key).read_text()
     server = SimulatorServer(org, config, args.port)
     await server.start()
+    pushed = 0
+    if args.push_to:
+        # Like an admin's first "Push Now": provision every assigned user and push every group.
+        pusher = OktaPusher(org, args.push_to, os.environ["KUBESCIM_PUSH_TOKEN"])
+        await pusher.push_everything()
+        pushed = pusher.requests
+        await pusher.close()
     Path(args.state).write_text(
         json.dumps(
             {
@@ -72,6 +81,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 "oauthClientId": config.oauth_client_id,
                 "users": len(org.users),
                 "groups": len(org.groups),
+                "scimRequests": pushed,
             }
         )
     )
@@ -93,6 +103,7 @@ def main() -> None:
     parser.add_argument("--link-next-first", action="store_true")
     parser.add_argument("--public-key", help="PEM public key of the OAuth service app")
     parser.add_argument("--state", required=True, help="where to write the URL, API token and app id (JSON)")
+    parser.add_argument("--push-to", help="SCIM base URL to push the org to at start (token in $KUBESCIM_PUSH_TOKEN)")
     asyncio.run(_serve(parser.parse_args()))
 
 
