@@ -1,0 +1,136 @@
+"""Operating the gateway: token rotation on every replica, probes, metrics, OpenAPI, secrets kept out of
+logs, and 503 + Retry-After while the API server is down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import pytest
+
+from kubescim.cli import rotate_token
+from kubescim.kube import NAMESPACES, SECRETS, Kube, KubeConfig
+from kubescim_dev.controlplane import ControlPlane
+from kubescim_dev.processes import start_gateway
+from kubescim_dev.stack import install_crds
+from tests.conftest import ScimEnv, make_provider
+
+
+async def _status(url: str, token: str) -> int:
+    async with httpx.AsyncClient() as client:
+        return (
+            await client.get(f"{url}/Users", params={"count": 1}, headers={"Authorization": f"Bearer {token}"})
+        ).status_code
+
+
+async def test_rotation_takes_effect_on_every_replica_within_a_second(kube: Kube, scim_env: ScimEnv) -> None:
+    provider = f"rot-{uuid.uuid4().hex[:6]}"
+    old = await make_provider(kube, scim_env.namespace, provider)
+    urls = [f"{g.url}/providers/{provider}/scim/v2" for g in scim_env.gateways]
+    deadline = time.monotonic() + 10
+    while not all([await _status(u, old) == 200 for u in urls]):
+        assert time.monotonic() < deadline, "the gateways never learned the first token"
+        await asyncio.sleep(0.05)
+
+    new = await rotate_token(kube, scim_env.namespace, provider)
+    rotated = time.monotonic()
+    pending = set(urls)
+    while pending:
+        for url in list(pending):
+            if await _status(url, old) == 401 and await _status(url, new) == 200:
+                pending.discard(url)
+        assert time.monotonic() - rotated < 1.0, f"old token still accepted (or new refused) by {pending}"
+        await asyncio.sleep(0.02)
+    secret = await kube.get(SECRETS, f"{provider}-scim-token", scim_env.namespace)
+    assert set(secret["data"]) == {"tokenHash"}
+    assert new not in str(secret)
+    assert old not in str(secret)
+
+
+async def test_a_token_for_one_provider_cannot_reach_another(scim_env: ScimEnv) -> None:
+    async with scim_env.client(token=scim_env.other_token) as client:
+        response = await client.get("/Users")
+    assert response.status_code == 401
+    async with scim_env.client(provider=scim_env.other_provider, token=scim_env.token) as client:
+        assert (await client.get("/Users")).status_code == 401
+        assert (await client.get("/Groups")).status_code == 401
+
+
+async def test_probes_metrics_and_openapi(scim_env: ScimEnv) -> None:
+    gateway = scim_env.gateways[0]
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        assert (await client.get("/healthz")).text == "ok"
+        assert (await client.get("/readyz")).status_code == 200
+        async with scim_env.client() as scim:
+            await scim.get("/Users", params={"count": 1})
+            await scim.get("/Users/does-not-exist")
+        metrics = (await client.get("/metrics")).text
+        # Labelled by route template (never by path, id or token).
+        assert 'kubescim_gateway_requests_total{method="GET",route="/Users",status="200"}' in metrics
+        assert 'route="/Users/{user_id}",status="404"' in metrics
+        assert "kubescim_gateway_request_duration_seconds_bucket" in metrics
+        assert scim_env.token not in metrics
+        spec = (await client.get("/openapi.json")).json()
+        assert "/scim/v2/Users" in spec["paths"]
+        assert "/providers/{provider}/scim/v2/Groups/{group_id}" in spec["paths"]
+        response = await client.get("/scim/v2/Users", headers={"X-Request-Id": "trace-me-42"})
+        assert response.headers["x-request-id"] == "trace-me-42"
+
+
+async def test_no_token_or_authorization_header_in_logs(scim_env: ScimEnv) -> None:
+    async with scim_env.client() as client:
+        await client.get("/Users", params={"filter": f'userName eq "{uuid.uuid4().hex}"'})
+        await client.post("/Users", content=b"{broken")
+    async with httpx.AsyncClient(base_url=scim_env.gateways[0].scim_url) as anonymous:
+        await anonymous.get("/Users", headers={"Authorization": "Bearer wrong-token-value-123"})
+    await asyncio.sleep(0.2)
+    for gateway in scim_env.gateways:
+        log = gateway.read_log()
+        assert '"route": "/Users"' in log  # the access log is there...
+        for secret in (scim_env.token, scim_env.other_token, "wrong-token-value-123"):
+            assert secret not in log  # ...without any token in it
+        assert "authorization" not in log.lower()
+
+
+@pytest.mark.slow
+async def test_api_server_outage_answers_503_with_retry_after_and_recovers() -> None:
+    """An API server of its own: stopping it must not disturb the other tests."""
+    plane = ControlPlane()
+    await asyncio.to_thread(plane.start)
+    gateway = None
+    try:
+        await asyncio.to_thread(install_crds, plane.kubeconfig)
+        async with Kube(KubeConfig.from_file(plane.kubeconfig)) as kube:
+            await kube.create(NAMESPACES, {"metadata": {"name": "outage"}})
+            token = await make_provider(kube, "outage", "okta")
+        gateway = await asyncio.to_thread(start_gateway, plane.kubeconfig, "outage")
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=gateway.scim_url, headers=headers, timeout=30) as client:
+            created = await client.post("/Users", json={"userName": "before@example.com"})
+            assert created.status_code == 201
+
+            await asyncio.to_thread(plane.stop_process, "kube-apiserver")
+            during = await client.post("/Users", json={"userName": "during@example.com"})
+            assert during.status_code == 503, during.text
+            assert during.headers["retry-after"].isdigit()
+            assert during.json()["status"] == "503"
+            # Reads of what is cached keep working.
+            assert (await client.get(f"/Users/{created.json()['id']}")).status_code == 200
+
+            await asyncio.to_thread(plane.restart_apiserver)
+            deadline = time.monotonic() + 30
+            while True:
+                after = await client.post("/Users", json={"userName": "during@example.com"})
+                if after.status_code == 201:
+                    break
+                assert after.status_code == 503, after.text
+                assert time.monotonic() < deadline, "the gateway did not recover"
+                await asyncio.sleep(0.5)
+            names = {r["userName"] for r in (await client.get("/Users")).json()["Resources"]}
+            assert names == {"before@example.com", "during@example.com"}
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        await asyncio.to_thread(plane.stop)
