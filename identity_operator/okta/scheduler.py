@@ -241,7 +241,7 @@ class Scheduler:
         if users is not None:
             status["userCount"] = users
             status["groupCount"] = groups
-        await self._status(state, status)
+        # The Event first: whoever sees the new status can also see why.
         if result.result != "Succeeded" or result.message != "no drift":
             await self._event(
                 state,
@@ -249,6 +249,7 @@ class Scheduler:
                 {"Succeeded": "Reconciled", "Blocked": "MassDeactivationBlocked"}.get(result.result, "ReconcileFailed"),
                 result.message,
             )
+        await self._status(state, status)
 
     async def _event(self, state: ProviderState, type_: str, reason: str, note: str) -> None:
         regarding = {"apiVersion": API_VERSION, "kind": "IdentityProvider", "name": state.name, "uid": state.uid}
