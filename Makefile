@@ -57,3 +57,4 @@ clean: down
 crds: venv
 	$(PY) -m kubescim.api.crdgen
 	$(PY) -m kubescim.api.docgen
+	rm -f charts/kubescim-crds/files/crds/*.yaml && cp crds/*.yaml charts/kubescim-crds/files/crds/
