@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools lint fmt test test-quick demo up down bench clean crds
+.PHONY: help venv tools lint fmt test test-quick demo up down bench clean crds e2e-kind
 
 help:
 	@echo "make demo        local control plane + gateway + operator + Okta simulator, prints Teams/BUs"
@@ -58,3 +58,6 @@ crds: venv
 	$(PY) -m kubescim.api.crdgen
 	$(PY) -m kubescim.api.docgen
 	rm -f charts/kubescim-crds/files/crds/*.yaml && cp crds/*.yaml charts/kubescim-crds/files/crds/
+
+e2e-kind: venv
+	bash hack/e2e-kind.sh
