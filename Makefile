@@ -15,6 +15,7 @@ help:
 	@echo "make test-quick  lint + tests not marked slow"
 	@echo "make up / down   start / stop the local stack in the background (.local/stack.env)"
 	@echo "make lint        ruff + mypy --strict"
+	@echo "make bench       benchmarks -> bench/results/latest.{md,json} (BENCH_ARGS=--full for 100k users)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +59,9 @@ crds: venv
 	$(PY) -m kubescim.api.crdgen
 	$(PY) -m kubescim.api.docgen
 	rm -f charts/kubescim-crds/files/crds/*.yaml && cp crds/*.yaml charts/kubescim-crds/files/crds/
+
+bench: venv tools
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 e2e-kind: venv
 	bash hack/e2e-kind.sh

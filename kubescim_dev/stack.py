@@ -67,6 +67,22 @@ async def _create(kube: Kube, resource: Resource, body: dict[str, object], names
             raise
 
 
+async def create_provider(kube: Kube, namespace: str, name: str, spec: dict[str, object] | None = None) -> str:
+    """An IdentityProvider and its first provisioning token (returned)."""
+    await _create(
+        kube,
+        IDENTITY_PROVIDERS,
+        {
+            "apiVersion": API_VERSION,
+            "kind": "IdentityProvider",
+            "metadata": {"name": name},
+            "spec": spec or {},
+        },
+        namespace,
+    )
+    return await rotate_token(kube, namespace, name)
+
+
 async def bootstrap(kubeconfig: Path) -> str:
     """The namespace, the operator's peering object, the IdentityProvider, and a provisioning token."""
     async with Kube(KubeConfig.from_file(kubeconfig)) as kube:

@@ -18,12 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kubescim.cli import rotate_token
-from kubescim.constants import API_VERSION, IDENTITY_PROVIDERS
 from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig
 from kubescim_dev.controlplane import ControlPlane, tool_path
 from kubescim_dev.processes import GatewayProcess, start_gateway
-from kubescim_dev.stack import install_crds
+from kubescim_dev.stack import create_provider, install_crds
 
 
 @dataclass(frozen=True)
@@ -111,17 +109,7 @@ class ScimEnv:
 
 
 async def make_provider(kube: Kube, namespace: str, name: str, spec: dict[str, object] | None = None) -> str:
-    await kube.create(
-        IDENTITY_PROVIDERS,
-        {
-            "apiVersion": API_VERSION,
-            "kind": "IdentityProvider",
-            "metadata": {"name": name},
-            "spec": spec or {},
-        },
-        namespace,
-    )
-    return await rotate_token(kube, namespace, name)
+    return await create_provider(kube, namespace, name, spec)
 
 
 @pytest.fixture(scope="session")

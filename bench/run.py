@@ -1,0 +1,895 @@
+"""kubescim benchmarks: the numbers an adopter asks about, each next to the baseline it is compared with,
+measured in the same run on the same machine (`make bench`; `--smoke` for a tiny run, `--full` for
+the 100,000-user sizes). Writes bench/results/latest.json and latest.md. Never fails on a missed target.
+
+Machines here are small and noisy: every figure is a median of repeated runs, ratios matter more than
+absolute numbers, and the machine's core count and load are recorded with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from identity_operator.okta.client import MAX_LIMIT, OktaClient, OktaCredentials
+from identity_operator.okta.reconciler import reconcile
+from kubescim.api.models import IdentityProviderSpec, ScimUserSpec
+from kubescim.constants import (
+    API_VERSION,
+    BUSINESS_UNIT_MAPPINGS,
+    BUSINESS_UNITS,
+    GROUP_LABEL_PREFIX,
+    SCIM_GROUPS,
+    SCIM_USERS,
+    TEAM_MAPPINGS,
+    TEAMS,
+)
+from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig, Resource
+from kubescim.objects import scim_group_object, scim_user_object
+from kubescim.scim.resources import new_id
+from kubescim_dev.controlplane import REPO_ROOT, ControlPlane, free_port
+from kubescim_dev.oktasim.api import SimulatorConfig
+from kubescim_dev.oktasim.org import generate
+from kubescim_dev.oktasim.server import SimulatorServer
+from kubescim_dev.processes import GatewayProcess, ManagedProcess, start_gateway, start_operator
+from kubescim_dev.stack import create_provider, install_crds
+
+RESULTS = REPO_ROOT / "bench" / "results"
+KOPF_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    write_requests: int
+    repeats: int
+    read_sizes: tuple[int, ...]
+    propagation_users: int
+    propagation_groups: int
+    propagation_rules: int
+    propagation_samples: int
+    okta_users: int
+    okta_groups: int
+    memory_users: tuple[int, ...]
+    peer_sequences: int
+
+
+SMOKE = Sizes("smoke", 20, 1, (50, 200), 200, 20, 10, 5, 120, 30, (100,), 5)
+DEFAULT = Sizes("default", 300, 3, (1000, 10000), 10000, 1000, 200, 50, 10000, 5000, (10000,), 60)
+FULL = Sizes("full", 300, 3, (10000, 100000), 10000, 1000, 200, 50, 100000, 5000, (10000, 100000), 60)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def summary(latencies: list[float], wall: float) -> dict[str, float]:
+    return {
+        "count": len(latencies),
+        "throughput_per_s": round(len(latencies) / wall, 1) if wall else 0.0,
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+    }
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(r[key] for r in runs), 2) for key in runs[0]}
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+async def bounded(concurrency: int, jobs: list[Any]) -> list[float]:
+    """Run coroutine factories with a concurrency bound; return each one's latency."""
+    semaphore = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(job: Any) -> None:
+        async with semaphore:
+            start = time.perf_counter()
+            await job()
+            latencies.append(time.perf_counter() - start)
+
+    await asyncio.gather(*(one(j) for j in jobs))
+    return latencies
+
+
+@dataclass
+class Env:
+    plane: ControlPlane
+    kube: Kube
+    namespace: str
+    token: str
+    gateway: GatewayProcess
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def scim(self, concurrency: int = 32) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.gateway.scim_url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=120,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+
+async def new_namespace(kube: Kube, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await kube.create(NAMESPACES, {"metadata": {"name": name}})
+    await kube.create(
+        KOPF_PEERINGS, {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "kubescim"}}, name
+    )
+    return name
+
+
+async def environment(plane: ControlPlane, kube: Kube, prefix: str) -> Env:
+    namespace = await new_namespace(kube, prefix)
+    token = await create_provider(kube, namespace, "okta")
+    gateway = await asyncio.to_thread(
+        start_gateway, plane.kubeconfig, namespace, extra_env={"KUBESCIM_LOG_LEVEL": "WARNING"}
+    )
+    return Env(plane, kube, namespace, token, gateway, [gateway])
+
+
+async def load_users(kube: Kube, namespace: str, count: int, *, groups: int = 0, concurrency: int = 32) -> list[str]:
+    """Create ScimUsers straight in the API server (fast preloading); returns their SCIM ids."""
+    ids = [new_id() for _ in range(count)]
+
+    def job(i: int) -> Any:
+        async def create() -> None:
+            spec = ScimUserSpec.model_validate(
+                {
+                    "provider": "okta",
+                    "userName": f"user{i}@bench.example.com",
+                    "active": True,
+                    "title": f"T{i % 17}",
+                    "userType": "Employee",
+                    "extensions": {
+                        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                            "department": f"Dept{i % 23}",
+                            "costCenter": f"CC-{i % 50}",
+                        }
+                    },
+                }
+            )
+            labels = {f"{GROUP_LABEL_PREFIX}g-{i % groups:05d}": "member"} if groups else {}
+            await kube.create(SCIM_USERS, scim_user_object(spec, ids[i], labels), namespace)
+
+        return create
+
+    await bounded(concurrency, [job(i) for i in range(count)])
+    return ids
+
+
+async def wait_cached(env: Env, count: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=env.gateway.url) as client:
+        while time.monotonic() < deadline:
+            metrics = (await client.get("/metrics")).text
+            for line in metrics.splitlines():
+                if (
+                    line.startswith('kubescim_gateway_cached_objects{kind="ScimUser"}')
+                    and float(line.split()[-1]) >= count
+                ):
+                    return
+            await asyncio.sleep(0.5)
+    raise TimeoutError("gateway cache never reached the loaded size")
+
+
+# --- 1. write path ------------------------------------------------------------------------------
+
+
+async def bench_write_path(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str, Any]:
+    env = await environment(plane, kube, "write")
+    out: dict[str, Any] = {"levels": {}}
+    try:
+        for concurrency in (1, 8, 32):
+            direct_runs, gateway_runs, patch_runs, label_runs = [], [], [], []
+            for _ in range(sizes.repeats):
+                n = sizes.write_requests
+                tag = uuid.uuid4().hex[:6]
+
+                def direct_job(i: int, tag: str = tag) -> Any:
+                    async def create() -> None:
+                        spec = ScimUserSpec(provider="okta", user_name=f"d{tag}-{i}@bench.example.com", active=True)
+                        await kube.create(SCIM_USERS, scim_user_object(spec, new_id()), env.namespace)
+
+                    return create
+
+                start = time.perf_counter()
+                latencies = await bounded(concurrency, [direct_job(i) for i in range(n)])
+                direct_runs.append(summary(latencies, time.perf_counter() - start))
+
+                async with env.scim(concurrency) as client:
+                    ids: list[str] = []
+
+                    def post_job(
+                        i: int, client: httpx.AsyncClient = client, tag: str = tag, ids: list[str] = ids
+                    ) -> Any:
+                        async def post() -> None:
+                            response = await client.post(
+                                "/Users",
+                                json={
+                                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                    "userName": f"g{tag}-{i}@bench.example.com",
+                                    "active": True,
+                                },
+                            )
+                            assert response.status_code == 201, response.text
+                            ids.append(response.json()["id"])
+
+                        return post
+
+                    start = time.perf_counter()
+                    latencies = await bounded(concurrency, [post_job(i) for i in range(n)])
+                    gateway_runs.append(summary(latencies, time.perf_counter() - start))
+
+                    group = (await client.post("/Groups", json={"displayName": f"bench-{tag}"})).json()["id"]
+
+                    def patch_job(user_id: str, client: httpx.AsyncClient = client, group: str = group) -> Any:
+                        async def patch() -> None:
+                            response = await client.patch(
+                                f"/Groups/{group}",
+                                json={
+                                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                                    "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
+                                },
+                            )
+                            assert response.status_code == 200, response.text
+
+                        return patch
+
+                    start = time.perf_counter()
+                    latencies = await bounded(concurrency, [patch_job(u) for u in ids])
+                    patch_runs.append(summary(latencies, time.perf_counter() - start))
+                    users, _ = await kube.list(
+                        SCIM_USERS,
+                        env.namespace,
+                        label_selector=f"identity.kubescim.dev/scim-id in ({','.join(ids[:50])})",
+                    )
+
+                def label_job(name: str, group: str = group) -> Any:
+                    async def label() -> None:
+                        await kube.patch(
+                            SCIM_USERS,
+                            name,
+                            {"metadata": {"labels": {f"{GROUP_LABEL_PREFIX}x{group[:8]}": "member"}}},
+                            env.namespace,
+                        )
+
+                    return label
+
+                names = [u["metadata"]["name"] for u in users]
+                start = time.perf_counter()
+                latencies = await bounded(concurrency, [label_job(n) for n in names])
+                label_runs.append(summary(latencies, time.perf_counter() - start))
+            direct, gateway = median_of(direct_runs), median_of(gateway_runs)
+            out["levels"][str(concurrency)] = {
+                "direct_create": direct,
+                "gateway_post_users": gateway,
+                "throughput_ratio": round(gateway["throughput_per_s"] / direct["throughput_per_s"], 3),
+                "p50_overhead_ms": round(gateway["p50_ms"] - direct["p50_ms"], 2),
+                "direct_label_patch": median_of(label_runs),
+                "gateway_member_patch": median_of(patch_runs),
+            }
+    finally:
+        env.gateway.stop()
+    return out
+
+
+# --- 2. read path -------------------------------------------------------------------------------
+
+
+async def bench_read_path(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str, Any]:
+    out: dict[str, Any] = {"sizes": {}}
+    for size in sizes.read_sizes:
+        env = await environment(plane, kube, f"read{size}")
+        try:
+            await load_users(kube, env.namespace, size)
+            await wait_cached(env, size)
+            async with env.scim(8) as client:
+                filter_runs, page_runs = [], []
+                for _ in range(sizes.repeats):
+                    picks = [random.randrange(size) for _ in range(200)]
+
+                    def filter_job(i: int, client: httpx.AsyncClient = client) -> Any:
+                        async def get() -> None:
+                            response = await client.get(
+                                "/Users", params={"filter": f'userName eq "user{i}@bench.example.com"'}
+                            )
+                            assert response.json()["totalResults"] == 1
+
+                        return get
+
+                    start = time.perf_counter()
+                    latencies = await bounded(1, [filter_job(i) for i in picks])
+                    filter_runs.append(summary(latencies, time.perf_counter() - start))
+
+                    def page_job(start_index: int, client: httpx.AsyncClient = client) -> Any:
+                        async def get() -> None:
+                            response = await client.get("/Users", params={"startIndex": start_index, "count": 100})
+                            assert response.status_code == 200
+
+                        return get
+
+                    pages = [random.randrange(1, max(2, size - 100)) for _ in range(30)]
+                    start = time.perf_counter()
+                    latencies = await bounded(1, [page_job(p) for p in pages])
+                    page_runs.append(summary(latencies, time.perf_counter() - start))
+            out["sizes"][str(size)] = {
+                "filter_userName_eq": median_of(filter_runs),
+                "page_of_100": median_of(page_runs),
+            }
+        finally:
+            env.gateway.stop()
+            await kube.delete(NAMESPACES, env.namespace)
+    small, large = (out["sizes"][str(s)] for s in sizes.read_sizes)
+    out["growth"] = {
+        "users": f"{sizes.read_sizes[0]} -> {sizes.read_sizes[1]}",
+        "filter_p50_ratio": round(large["filter_userName_eq"]["p50_ms"] / small["filter_userName_eq"]["p50_ms"], 2),
+        "page_p50_ratio": round(large["page_of_100"]["p50_ms"] / small["page_of_100"]["p50_ms"], 2),
+    }
+    return out
+
+
+# --- 3 + 4. propagation and mass change -----------------------------------------------------------
+
+
+async def _count(kube: Kube, resource: Resource, namespace: str, selector: str) -> int:
+    items, _ = await kube.list(resource, namespace, label_selector=selector)
+    return len(items)
+
+
+async def bench_operator(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str, Any]:
+    env = await environment(plane, kube, "operator")
+    users, groups, rules = sizes.propagation_users, sizes.propagation_groups, sizes.propagation_rules
+    out: dict[str, Any] = {"users": users, "groups": groups, "rules": rules}
+    try:
+        group_ids = [f"g-{j:05d}" for j in range(groups)]
+        await bounded(32, [_group_job(kube, env.namespace, gid) for gid in group_ids])
+        await load_users(kube, env.namespace, users, groups=groups)
+        for r in range(rules):
+            spec: dict[str, Any] = (
+                {"source": "Group", "match": {"value": f"Group {r:05d}"}, "target": {"name": f"team-{r:05d}"}}
+                if r < rules - 2
+                else {"attribute": "title", "match": {"operator": "Any"}, "target": {"nameTemplate": "title-${*}"}}
+            )
+            await kube.create(
+                TEAM_MAPPINGS,
+                {"apiVersion": API_VERSION, "kind": "TeamMapping", "metadata": {"name": f"rule-{r:05d}"}, "spec": spec},
+                env.namespace,
+            )
+        await kube.create(
+            BUSINESS_UNIT_MAPPINGS,
+            {
+                "apiVersion": API_VERSION,
+                "kind": "BusinessUnitMapping",
+                "metadata": {"name": "mass"},
+                "spec": {"attribute": "userType", "match": {"value": "Employee"}, "target": {"name": "unit-a"}},
+            },
+            env.namespace,
+        )
+        started = time.perf_counter()
+        operator = await asyncio.to_thread(
+            start_operator, plane.kubeconfig, env.namespace, extra_env={"KUBESCIM_LOG_LEVEL": "WARNING"}
+        )
+        env.processes.append(operator)
+        while await _count(kube, SCIM_USERS, env.namespace, "businessunit.identity.kubescim.dev/unit-a") < users:
+            await asyncio.sleep(1)
+        out["initial_convergence_s"] = round(time.perf_counter() - started, 1)
+
+        # 3. Real-time: a membership PATCH through the gateway until label + Team status show it.
+        latencies_label, latencies_status = [], []
+        user_objects, _ = await kube.list(SCIM_USERS, env.namespace, limit=500)
+        async with env.scim(4) as client:
+            for sample in range(sizes.propagation_samples):
+                user = random.choice(user_objects)
+                scim_id = user["metadata"]["labels"]["identity.kubescim.dev/scim-id"]
+                target = random.randrange(rules - 2)
+                response = await client.patch(
+                    f"/Groups/g-{target:05d}",
+                    json={
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "add", "path": "members", "value": [{"value": scim_id}]}],
+                    },
+                )
+                assert response.status_code == 200, response.text
+                acknowledged = time.perf_counter()
+                team = f"team-{target:05d}"
+                seen_label = seen_status = None
+                while seen_label is None or seen_status is None:
+                    if seen_label is None:
+                        current = await kube.get(SCIM_USERS, user["metadata"]["name"], env.namespace)
+                        if f"team.identity.kubescim.dev/{team}" in (current["metadata"].get("labels") or {}):
+                            seen_label = time.perf_counter() - acknowledged
+                    if seen_status is None:
+                        status = await _status_of(kube, TEAMS, team, env.namespace)
+                        if any(m.get("user") == user["metadata"]["name"] for m in status.get("members") or []):
+                            seen_status = time.perf_counter() - acknowledged
+                    await asyncio.sleep(0.005)
+                latencies_label.append(seen_label)
+                latencies_status.append(seen_status)
+                del sample
+        out["propagation"] = {
+            "user_label": {
+                "p50_ms": round(percentile(latencies_label, 50) * 1000, 1),
+                "p99_ms": round(percentile(latencies_label, 99) * 1000, 1),
+            },
+            "team_status": {
+                "p50_ms": round(percentile(latencies_status, 50) * 1000, 1),
+                "p99_ms": round(percentile(latencies_status, 99) * 1000, 1),
+            },
+            "samples": len(latencies_label),
+        }
+
+        # 4. Mass change: retarget the rule every user matches, count writes with a watch.
+        _, version = await kube.list(SCIM_USERS, env.namespace, limit=1)
+        writes: dict[str, int] = {}
+
+        async def watch_writes() -> None:
+            async for event in kube.watch(SCIM_USERS, env.namespace, resource_version=version, timeout_seconds=600):
+                if event["type"] == "MODIFIED":
+                    name = event["object"]["metadata"]["name"]
+                    writes[name] = writes.get(name, 0) + 1
+
+        watcher = asyncio.create_task(watch_writes())
+        await asyncio.sleep(0.5)
+        started = time.perf_counter()
+        await kube.patch(BUSINESS_UNIT_MAPPINGS, "mass", {"spec": {"target": {"name": "unit-b"}}}, env.namespace)
+        while True:
+            moved = await _count(kube, SCIM_USERS, env.namespace, "businessunit.identity.kubescim.dev/unit-b")
+            unit = await _status_of(kube, BUSINESS_UNITS, "unit-b", env.namespace) if moved >= users else {}
+            if moved >= users and unit.get("memberCount") == users:
+                break
+            await asyncio.sleep(0.5)
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(2)  # late writes would show here
+        watcher.cancel()
+        total = sum(writes.values())
+        out["mass_change"] = {
+            "users_moved": users,
+            "converge_s": round(elapsed, 1),
+            "user_writes": total,
+            "writes_per_changed_user": round(total / max(len(writes), 1), 2),
+            "unchanged_users_written": users - len(writes) if len(writes) <= users else 0,
+        }
+    finally:
+        for process in env.processes:
+            process.stop()
+        await kube.delete(NAMESPACES, env.namespace)
+    return out
+
+
+async def _status_of(kube: Kube, resource: Resource, name: str, namespace: str) -> dict[str, Any]:
+    try:
+        return dict((await kube.get(resource, name, namespace)).get("status") or {})
+    except ApiError as error:
+        if error.not_found:
+            return {}
+        raise
+
+
+def _group_job(kube: Kube, namespace: str, gid: str) -> Any:
+    async def create() -> None:
+        from kubescim.api.models import ScimGroupSpec
+
+        spec = ScimGroupSpec(provider="okta", display_name=f"Group {gid[2:]}")
+        await kube.create(SCIM_GROUPS, scim_group_object(spec, gid), namespace)
+
+    return create
+
+
+# --- 5. Okta reconciliation -----------------------------------------------------------------------
+
+
+async def bench_okta(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str, Any]:
+    namespace = await new_namespace(kube, "okta")
+    await create_provider(kube, namespace, "okta")
+    org = generate(sizes.okta_users, sizes.okta_groups, seed=3)
+    # Okta-like limits (600 requests a minute per bucket), the window compressed to 10 s so the run fits.
+    config = SimulatorConfig(rate_limit=600, rate_window_seconds=10.0)
+    server = SimulatorServer(org, config)
+    await server.start()
+    out: dict[str, Any] = {
+        "users": sizes.okta_users,
+        "groups": sizes.okta_groups,
+        "rate_limit": "600 requests per bucket per 10 s window",
+    }
+    try:
+        spec = IdentityProviderSpec.model_validate(
+            {
+                "okta": {
+                    "orgUrl": server.url,
+                    "appId": org.app_id,
+                    "auth": {"type": "ApiToken", "apiTokenSecretRef": {"name": "x", "key": "y"}},
+                }
+            }
+        )
+        minimum = (
+            math.ceil(len(org.assignments) / MAX_LIMIT["app_users"])
+            + math.ceil(len(org.push_mappings) / MAX_LIMIT["push"])
+            + math.ceil(len(org.groups) / MAX_LIMIT["groups"])
+            + sum(max(1, math.ceil(len(g.members) / MAX_LIMIT["group_users"])) for g in org.groups.values())
+        )
+        runs = {}
+        for label in ("initial", "no_drift"):
+            server.simulator.reset_stats()
+            client = OktaClient(OktaCredentials(server.url, api_token=config.api_token))
+            _, version = await kube.list(SCIM_USERS, namespace, limit=1)
+            result = await reconcile(kube, namespace, "okta", spec, client=client, allow_mass_deactivation=True)
+            await client.close()
+            users_after, _ = await kube.list(SCIM_USERS, namespace)
+            changed = sum(1 for u in users_after if int(u["metadata"]["resourceVersion"]) > int(version or 0))
+            stats = server.simulator.stats
+            runs[label] = {
+                "result": result.result,
+                "message": result.message[:200],
+                "seconds": round(result.duration, 1),
+                "okta_calls": result.okta_calls,
+                "minimum_calls": minimum,
+                "calls_ratio": round(result.okta_calls / minimum, 3),
+                "rate_limit_waits": result.rate_limit_waits,
+                "throttled_429": stats.throttled,
+                "max_budget_share_used": round(1 - min(stats.min_remaining.values(), default=600) / 600, 2),
+                "kubernetes_writes": result.writes,
+                "users_changed": changed,
+            }
+        out.update(runs)
+    finally:
+        await server.stop()
+        await kube.delete(NAMESPACES, namespace)
+    return out
+
+
+# --- 6. memory and startup ------------------------------------------------------------------------
+
+
+async def bench_memory(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for size in (0, *sizes.memory_users):
+        namespace = await new_namespace(kube, f"mem{size}")
+        await create_provider(kube, namespace, "okta")
+        if size:
+            await load_users(kube, namespace, size, groups=max(1, size // 50))
+        started = time.perf_counter()
+        gateway = await asyncio.to_thread(
+            start_gateway, plane.kubeconfig, namespace, extra_env={"KUBESCIM_LOG_LEVEL": "WARNING"}
+        )
+        gateway_ready = time.perf_counter() - started
+        started = time.perf_counter()
+        operator = await asyncio.to_thread(
+            start_operator, plane.kubeconfig, namespace, extra_env={"KUBESCIM_LOG_LEVEL": "WARNING"}
+        )
+        # The operator is settled once every user carries its status (id) again.
+        while size and await _count_status(kube, namespace) < size:
+            await asyncio.sleep(1)
+        operator_settled = time.perf_counter() - started
+        await asyncio.sleep(1)
+        assert gateway.process is not None
+        assert operator.process is not None
+        out[str(size)] = {
+            "gateway_peak_rss_kib": rss_kib(gateway.process.pid)["VmHWM"],
+            "operator_peak_rss_kib": rss_kib(operator.process.pid)["VmHWM"],
+            "gateway_ready_s": round(gateway_ready, 2),
+            "operator_settled_s": round(operator_settled, 2),
+        }
+        operator.stop()
+        gateway.stop()
+        await kube.delete(NAMESPACES, namespace)
+    base = out["0"]
+    for size in sizes.memory_users:
+        figures = out[str(size)]
+        figures["gateway_bytes_per_user"] = round(
+            (figures["gateway_peak_rss_kib"] - base["gateway_peak_rss_kib"]) * 1024 / size
+        )
+        figures["operator_bytes_per_user"] = round(
+            (figures["operator_peak_rss_kib"] - base["operator_peak_rss_kib"]) * 1024 / size
+        )
+    return out
+
+
+async def _count_status(kube: Kube, namespace: str) -> int:
+    items, _ = await kube.list(SCIM_USERS, namespace)
+    return sum(1 for i in items if (i.get("status") or {}).get("id"))
+
+
+# --- 7. peer: the same Okta request sequence against scim2-server ----------------------------------
+
+
+async def okta_sequence(client: httpx.AsyncClient, i: int, tag: str) -> None:
+    """Okta's create (filter + POST), profile update (GET + PUT) and deactivation (PATCH)."""
+    user_name = f"seq{tag}-{i}@bench.example.com"
+    found = await client.get("/Users", params={"filter": f'userName eq "{user_name}"', "startIndex": 1, "count": 100})
+    assert found.status_code == 200
+    created = await client.post(
+        "/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": user_name,
+            "active": True,
+            "name": {"givenName": "A", "familyName": "B"},
+        },
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    current = (await client.get(f"/Users/{body['id']}")).json()
+    current["title"] = "Engineer"
+    assert (await client.put(f"/Users/{body['id']}", json=current)).status_code == 200
+    patch = await client.patch(
+        f"/Users/{body['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "value": {"active": False}}],
+        },
+    )
+    assert patch.status_code in (200, 204), patch.text  # RFC 7644 allows either
+
+
+async def bench_peer(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str, Any]:
+    env = await environment(plane, kube, "peer")
+    port = free_port()
+    peer = ManagedProcess(
+        "scim2-server",
+        [
+            str(Path(sys.executable).parent / "scim2-server"),
+            "--port",
+            str(port),
+            "--hostname",
+            "127.0.0.1",
+            "--bearer-token",
+            "peer-token",
+        ],
+        {},
+    )
+    peer.start()
+    out: dict[str, Any] = {}
+    try:
+        await asyncio.to_thread(_wait_port, port, peer)
+        targets = {
+            "kubescim": (env.gateway.scim_url, env.token),
+            "scim2-server": (f"http://127.0.0.1:{port}", "peer-token"),
+        }
+        for name, (url, token) in targets.items():
+            runs = []
+            for _ in range(sizes.repeats):
+                tag = uuid.uuid4().hex[:6]
+                async with httpx.AsyncClient(
+                    base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+                ) as client:
+                    start = time.perf_counter()
+                    latencies = await bounded(
+                        8, [lambda i=i, c=client, t=tag: okta_sequence(c, i, t) for i in range(sizes.peer_sequences)]
+                    )
+                    runs.append(summary(latencies, time.perf_counter() - start))
+            out[name] = median_of(runs)
+        out["sequence"] = "GET filter, POST, GET, PUT, PATCH (Okta create + update + deactivate), 8 concurrent"
+        out["kubescim_vs_peer_throughput"] = round(
+            out["kubescim"]["throughput_per_s"] / out["scim2-server"]["throughput_per_s"], 2
+        )
+    finally:
+        peer.stop()
+        env.gateway.stop()
+    return out
+
+
+def _wait_port(port: int, process: ManagedProcess) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/ServiceProviderConfig", timeout=2)
+            return
+        except httpx.HTTPError:
+            if not process.alive:
+                raise RuntimeError(process.log()) from None
+            time.sleep(0.2)
+    raise TimeoutError("scim2-server did not start")
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"# kubescim benchmarks ({results['sizes']})",
+        "",
+        f"Machine: {results['machine_start']['cores']} cores, load {results['machine_start']['load_avg_1m']} at start, "
+        f"{results['machine_end']['load_avg_1m']} at end; {results['machine_start']['platform']}. Medians of "
+        f"{results['repeats']} runs. Client, API server, etcd, gateway and operator share the machine.",
+        "",
+    ]
+    write = results.get("write_path")
+    if write:
+        lines += [
+            "## 1. SCIM write path: `POST /Users` through the gateway vs creating the same ScimUser directly",
+            "",
+            "| concurrency | direct /s | gateway /s | ratio (target >= 0.70) | direct p50 ms | gateway p50 ms | overhead p50 ms (target < 5) | gateway p99 ms | member PATCH /s | direct label patch /s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for level, f in write["levels"].items():
+            lines.append(
+                f"| {level} | {f['direct_create']['throughput_per_s']} | {f['gateway_post_users']['throughput_per_s']} | "
+                f"{f['throughput_ratio']} ({verdict(f['throughput_ratio'] >= 0.7)}) | {f['direct_create']['p50_ms']} | "
+                f"{f['gateway_post_users']['p50_ms']} | {f['p50_overhead_ms']} ({verdict(f['p50_overhead_ms'] < 5)}) | "
+                f"{f['gateway_post_users']['p99_ms']} | {f['gateway_member_patch']['throughput_per_s']} | "
+                f"{f['direct_label_patch']['throughput_per_s']} |"
+            )
+        lines.append("")
+    read = results.get("read_path")
+    if read:
+        lines += [
+            "## 2. Read path (served from the watch-fed index)",
+            "",
+            "| users | `userName eq` p50 ms | p99 ms | page of 100 p50 ms | p99 ms |",
+            "|---|---|---|---|---|",
+        ]
+        for size, f in read["sizes"].items():
+            lines.append(
+                f"| {size} | {f['filter_userName_eq']['p50_ms']} | {f['filter_userName_eq']['p99_ms']} | "
+                f"{f['page_of_100']['p50_ms']} | {f['page_of_100']['p99_ms']} |"
+            )
+        g = read["growth"]
+        lines += [
+            "",
+            f"Growth {g['users']} users: filter p50 x{g['filter_p50_ratio']} (target: flat), "
+            f"page p50 x{g['page_p50_ratio']}.",
+            "",
+        ]
+    op = results.get("operator")
+    if op:
+        p = op["propagation"]
+        m = op["mass_change"]
+        lines += [
+            f"## 3. Real-time propagation ({op['users']} users, {op['groups']} groups, {op['rules']} rules)",
+            "",
+            "| from the gateway's 2xx to | p50 ms | p99 ms (target < 1000) |",
+            "|---|---|---|",
+            f"| the user's team label | {p['user_label']['p50_ms']} | {p['user_label']['p99_ms']} ({verdict(p['user_label']['p99_ms'] < 1000)}) |",
+            f"| the Team's status | {p['team_status']['p50_ms']} | {p['team_status']['p99_ms']} ({verdict(p['team_status']['p99_ms'] < 1000)}) |",
+            "",
+            f"Initial convergence of {op['users']} users from scratch: {op['initial_convergence_s']} s.",
+            "",
+            "## 4. Mass change: one rule edit moves every user",
+            "",
+            "| users moved | converge s | ScimUser writes | writes per changed user (target 1) | unchanged users written |",
+            "|---|---|---|---|---|",
+            f"| {m['users_moved']} | {m['converge_s']} | {m['user_writes']} | {m['writes_per_changed_user']} | {m['unchanged_users_written']} |",
+            "",
+        ]
+    okta = results.get("okta")
+    if okta:
+        lines += [
+            f"## 5. Okta reconciliation ({okta['users']} users, {okta['groups']} groups; {okta['rate_limit']})",
+            "",
+            "| run | result | s | Okta calls | minimum | ratio (target <= 1.05) | 429s | rate-limit waits | max budget share used | Kubernetes writes | users changed |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for label in ("initial", "no_drift"):
+            r = okta[label]
+            lines.append(
+                f"| {label} | {r['result']} | {r['seconds']} | {r['okta_calls']} | {r['minimum_calls']} | "
+                f"{r['calls_ratio']} ({verdict(r['calls_ratio'] <= 1.05)}) | {r['throttled_429']} | {r['rate_limit_waits']} | "
+                f"{r['max_budget_share_used']} | {r['kubernetes_writes']} | {r['users_changed']} |"
+            )
+        lines += ["", "Target for the no-drift rerun: 0 Kubernetes writes.", ""]
+    memory = results.get("memory")
+    if memory:
+        lines += [
+            "## 6. Memory and startup",
+            "",
+            "| users | gateway peak RSS MiB | bytes/user (target < 2048) | operator peak RSS MiB | bytes/user (target < 2048) | gateway ready s | operator settled s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for size, f in memory.items():
+            gw, opb = f.get("gateway_bytes_per_user"), f.get("operator_bytes_per_user")
+            lines.append(
+                f"| {size} | {round(f['gateway_peak_rss_kib'] / 1024, 1)} | {gw if gw is not None else '-'}"
+                f"{'' if gw is None else ' (' + verdict(gw < 2048) + ')'} | {round(f['operator_peak_rss_kib'] / 1024, 1)} | "
+                f"{opb if opb is not None else '-'}{'' if opb is None else ' (' + verdict(opb < 2048) + ')'} | "
+                f"{f['gateway_ready_s']} | {f['operator_settled_s']} |"
+            )
+        lines.append("")
+    peer = results.get("peer")
+    if peer:
+        lines += [
+            "## 7. Peer: the same Okta request sequence against scim2-server (in-memory reference)",
+            "",
+            f"Sequence: {peer['sequence']}.",
+            "",
+            "| server | sequences/s | p50 ms | p99 ms |",
+            "|---|---|---|---|",
+        ]
+        for name in ("kubescim", "scim2-server"):
+            f = peer[name]
+            lines.append(f"| {name} | {f['throughput_per_s']} | {f['p50_ms']} | {f['p99_ms']} |")
+        lines += [
+            "",
+            f"kubescim keeps {peer['kubescim_vs_peer_throughput']}x the in-memory server's throughput while "
+            "persisting every write to etcd through the API server.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = SMOKE if args.smoke else FULL if args.full else DEFAULT
+    results: dict[str, Any] = {"sizes": sizes.name, "repeats": sizes.repeats, "machine_start": machine()}
+    plane = ControlPlane()
+    await asyncio.to_thread(plane.start)
+    try:
+        await asyncio.to_thread(install_crds, plane.kubeconfig)
+        async with Kube(KubeConfig.from_file(plane.kubeconfig), max_connections=64) as kube:
+            scenarios = {
+                "write_path": bench_write_path,
+                "read_path": bench_read_path,
+                "operator": bench_operator,
+                "okta": bench_okta,
+                "memory": bench_memory,
+                "peer": bench_peer,
+            }
+            for name, scenario in scenarios.items():
+                if args.only and name not in args.only:
+                    continue
+                started = time.perf_counter()
+                print(f"bench: {name} ...", flush=True)
+                results[name] = await scenario(plane, kube, sizes)
+                print(f"bench: {name} done in {time.perf_counter() - started:.0f} s", flush=True)
+    finally:
+        await asyncio.to_thread(plane.stop)
+    results["machine_end"] = machine()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--smoke", action="store_true", help="tiny sizes (what make test runs)")
+    size.add_argument("--full", action="store_true", help="100,000-user sizes")
+    parser.add_argument("--only", nargs="*", help="scenarios to run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "latest.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
