@@ -68,6 +68,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         config.namespace,
         scim_base_url=config.scim_public_url,
         first_run_delay=config.reconcile_first_delay_seconds,
+        retry_base=config.reconcile_retry_seconds,
+        okta_timeout=config.okta_timeout_seconds,
     )
 
 

@@ -28,4 +28,8 @@ class OperatorSettings(BaseSettings):
         default=None, description="The gateway's external URL, published in each IdentityProvider's status."
     )
     reconcile_first_delay_seconds: float = Field(default=2.0, ge=0, description="Delay of the first Okta run.")
+    reconcile_retry_seconds: float = Field(
+        default=30.0, gt=0, description="First retry delay after a failed run (doubling, capped at the interval)."
+    )
+    okta_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one Okta API request.")
     log_level: str = "INFO"

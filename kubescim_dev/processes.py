@@ -15,6 +15,8 @@ from pathlib import Path
 
 from kubescim_dev.controlplane import REPO_ROOT, free_port
 
+STARTED: list[ManagedProcess] = []  # every process this interpreter started (tests scan their logs)
+
 
 @dataclass
 class ManagedProcess:
@@ -27,6 +29,7 @@ class ManagedProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        STARTED.append(self)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.argv,

@@ -20,7 +20,7 @@ import pytest
 
 from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig
 from kubescim_dev.controlplane import ControlPlane, tool_path
-from kubescim_dev.processes import GatewayProcess, start_gateway
+from kubescim_dev.processes import STARTED, GatewayProcess, start_gateway
 from kubescim_dev.stack import create_provider, install_crds
 
 
@@ -108,8 +108,26 @@ class ScimEnv:
         )
 
 
+ISSUED_TOKENS: set[str] = set()  # every provisioning token this run created: no log may contain one
+
+
 async def make_provider(kube: Kube, namespace: str, name: str, spec: dict[str, object] | None = None) -> str:
-    return await create_provider(kube, namespace, name, spec)
+    token = await create_provider(kube, namespace, name, spec)
+    ISSUED_TOKENS.add(token)
+    return token
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_token_in_any_log() -> Iterator[None]:
+    """After the whole run: no token in any log of any gateway or operator process, error paths included."""
+    yield
+    leaks = [
+        f"{process.name} ({process.log_path})"
+        for process in STARTED
+        for token in ISSUED_TOKENS
+        if token in process.read_log()
+    ]
+    assert not leaks, f"provisioning tokens found in logs: {leaks}"
 
 
 @pytest.fixture(scope="session")

@@ -312,6 +312,7 @@ async def reconcile(
     *,
     allow_mass_deactivation: bool = False,
     client: OktaClient | None = None,
+    okta_timeout: float = 30.0,
 ) -> RunResult:
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
@@ -323,6 +324,7 @@ async def reconcile(
             client = OktaClient(
                 await credentials_for(kube, namespace, spec),
                 budget_share=spec.reconcile.max_rate_limit_share_percent / 100,
+                timeout=okta_timeout,
             )
         okta_users, okta_groups = await fetch_okta(client, spec.okta.app_id)
         cluster_users, cluster_groups = await fetch_cluster(kube, namespace, provider)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity_operator.okta.reconciler import RunResult, reconcile
+from kubescim import lease
 from kubescim.api.models import IdentityProviderSpec, LastSync
 from kubescim.constants import (
     ANNOTATION_ALLOW_MASS_DEACTIVATION,
@@ -29,6 +30,8 @@ from kubescim.events import post_event
 from kubescim.kube import ApiError, ApiUnavailable, Kube
 
 log = logging.getLogger("kubescim.reconciler")
+# Longer than any run; a process that dies mid-run blocks its peers at most this long.
+RUN_LEASE_SECONDS = 1800
 _DURATION = re.compile(r"([0-9.]+)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -61,12 +64,21 @@ class ProviderState:
 
 class Scheduler:
     def __init__(
-        self, kube: Kube, namespace: str, *, scim_base_url: str | None = None, first_run_delay: float = 2.0
+        self,
+        kube: Kube,
+        namespace: str,
+        *,
+        scim_base_url: str | None = None,
+        first_run_delay: float = 2.0,
+        retry_base: float = 30.0,
+        okta_timeout: float = 30.0,
     ) -> None:
         self.kube = kube
         self.namespace = namespace
         self.scim_base_url = scim_base_url
         self.first_run_delay = first_run_delay
+        self.retry_base = retry_base
+        self.okta_timeout = okta_timeout
         self.providers: dict[str, ProviderState] = {}
 
     def upsert(self, body: dict[str, Any]) -> None:
@@ -118,15 +130,29 @@ class Scheduler:
             await self._wait(state, delay)
             if state.spec.okta is None or not state.spec.reconcile.enabled:
                 continue
+            lease_name = f"kubescim-reconcile-{state.name}"
+            try:
+                held = await lease.acquire(self.kube, self.namespace, lease_name, RUN_LEASE_SECONDS)
+            except (ApiError, ApiUnavailable) as error:
+                log.warning(
+                    "cannot take the reconcile lease", extra={"provider": state.name, "error": str(error)[:200]}
+                )
+                held = False
+            if not held:  # another operator process is reconciling this provider: try again later
+                delay = 60 * random.uniform(0.8, 1.2)
+                continue
             try:
                 result = await self.run(state)
             except Exception:  # the schedule must outlive any bug in one run
                 log.exception("reconcile run crashed", extra={"provider": state.name})
                 result = RunResult("Failed", "internal error", _empty_counts(), 0, 0, 0.0, dt.datetime.now(dt.UTC))
+            finally:
+                with contextlib.suppress(ApiError, ApiUnavailable):
+                    await lease.release(self.kube, self.namespace, lease_name)
             interval = parse_duration(state.spec.reconcile.interval)
             if result.result == "Failed":
                 failures += 1
-                delay = min(interval, 30 * 2 ** min(failures, 6)) * random.uniform(0.8, 1.2)
+                delay = min(interval, self.retry_base * 2 ** min(failures - 1, 6)) * random.uniform(0.8, 1.2)
             else:
                 failures = 0
                 delay = interval * (1 + random.uniform(0, 0.05))
@@ -143,7 +169,12 @@ class Scheduler:
         await self._status(state, {"lastSync": {"startTime": _iso(dt.datetime.now(dt.UTC)), "result": "Running"}})
         try:
             result = await reconcile(
-                self.kube, self.namespace, state.name, state.spec, allow_mass_deactivation=override
+                self.kube,
+                self.namespace,
+                state.name,
+                state.spec,
+                allow_mass_deactivation=override,
+                okta_timeout=self.okta_timeout,
             )
         except (ApiUnavailable, ApiError) as error:
             result = RunResult(

@@ -98,6 +98,9 @@ def apply_operations(resource: dict[str, Any], operations: list[Operation], sche
         elif (whole := _whole_extension(result, operation.path, schema)) is not None:
             _apply_extension(result, operation.op, whole, operation.value)
         else:
+            urn = operation.path.attr.urn
+            if operation.op == "remove" and urn is not None and not _known_or_present(result, urn, schema):
+                raise ScimError(400, f"no extension {urn} on this resource", ScimType.NO_TARGET)
             _apply_path(
                 result,
                 operation.op,
@@ -119,6 +122,13 @@ def _whole_extension(resource: dict[str, Any], path: PatchPath, schema: Resource
         if extension.id.lower() == full.lower():
             return extension.id
     return _existing_key(resource, full)
+
+
+def _known_or_present(resource: dict[str, Any], urn: str, schema: ResourceSchema) -> bool:
+    """A schema this resource type knows, or an extension object the resource carries."""
+    lowered = urn.lower()
+    known = [schema.core.id, *(e.id for e in schema.extensions)]
+    return any(k.lower() == lowered for k in known) or _existing_key(resource, urn) is not None
 
 
 def _apply_extension(resource: dict[str, Any], op: str, urn: str, value: Any) -> None:

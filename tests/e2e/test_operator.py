@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from kubescim.constants import (
     API_VERSION,
     BUSINESS_UNIT_LABEL_PREFIX,
@@ -253,3 +255,40 @@ async def _expect_absent(stack: Stack, resource: Any, name: str) -> None:
         assert error.not_found
         return
     raise AssertionError(f"{name} still exists")
+
+
+@pytest.mark.slow
+async def test_standby_takes_over_when_the_active_operator_is_killed(stack: Stack) -> None:
+    await stack.apply_mapping(
+        "Team",
+        "by-title",
+        {
+            "attribute": "title",
+            "match": {"operator": "Any"},
+            "target": {"nameTemplate": "t-${*}"},
+        },
+    )
+    async with stack.scim() as client:
+        semaphore = asyncio.Semaphore(16)
+
+        async def create(i: int) -> None:
+            async with semaphore:
+                await stack.create_user(client, f"s{i}@example.com", title=f"T{i % 9}")
+
+        await asyncio.gather(*(create(i) for i in range(300)))
+    active = stack.start_operator(priority=100)
+    stack.start_operator(priority=50)  # the standby: pauses while a higher-priority peer is alive
+    await asyncio.sleep(1.5)  # mid-way through the initial recomputation
+    active.kill()
+
+    async def converged() -> None:
+        items, _ = await stack.kube.list(TEAMS, stack.namespace)
+        assert sorted(t["metadata"]["name"] for t in items) == [f"t-t{i}" for i in range(9)]
+        assert sum((t.get("status") or {}).get("memberCount") or 0 for t in items) == 300
+        for i in range(9):
+            assert len(await users_with_label(stack, f"{TEAM_LABEL_PREFIX}t-t{i}")) in (33, 34)
+
+    await eventually(converged, timeout=90)  # the standby resumes once the dead peer's record expires
+    stack.start_operator(priority=100)  # the active comes back; the standby pauses again
+    await asyncio.sleep(3)
+    await converged()

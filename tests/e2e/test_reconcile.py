@@ -303,3 +303,42 @@ async def test_oauth_service_app_with_private_key_jwt(okta: OktaWorld) -> None:
     assert last["result"] == "Succeeded", last
     assert last["counts"]["created"] == 30  # nothing was pushed: the reconciler provisioned everyone
     assert len(okta.server.simulator.access_tokens) == 1
+
+
+@pytest.mark.org(page_max=10, timeout_seconds=3.0)
+async def test_okta_faults_never_deactivate_from_partial_data_and_the_run_is_retried(okta: OktaWorld) -> None:
+    await okta.pusher.push_everything()
+    for user_id in list(okta.org.users)[:5]:
+        okta.org.unassign(user_id)  # what a complete run will deactivate
+    faults = okta.server.simulator.faults
+    # A truncated page (invalid JSON) fails the first run outright; timeouts and a 5xx storm are
+    # absorbed by the client's retries in the next one.
+    faults.append(Fault(path=r"/groups/.*/users", kind="truncate", count=1))
+    faults.append(Fault(path=r"/apps/.*/users$", kind="timeout", skip=3, count=1))
+    faults.append(Fault(path=r"/group-push/mappings", kind="500", skip=1, count=3))
+    await okta.configure_provider()
+    before = await okta.owned_state()
+    okta.stack.start_operator(
+        extra_env={
+            "KUBESCIM_RECONCILE_FIRST_DELAY_SECONDS": "0.2",
+            "KUBESCIM_RECONCILE_RETRY_SECONDS": "1",
+            "KUBESCIM_OKTA_TIMEOUT_SECONDS": "1",
+        }
+    )
+    first = await okta.first_run()
+    assert first["result"] == "Failed"
+    assert "truncated" in first["message"]
+    assert await okta.owned_state() == before  # nothing deactivated from partial data
+
+    async def retried() -> dict[str, Any]:
+        last = await okta.last_sync()
+        assert last["result"] == "Succeeded", last
+        return last
+
+    last = await eventually(retried, timeout=60)
+    assert last["counts"]["deactivated"] == 5
+    assert okta.server.simulator.stats.faults >= 5
+    events, _ = await okta.stack.kube.list(EVENTS, okta.stack.namespace)
+    reasons = [e.get("reason") for e in events]
+    assert "ReconcileFailed" in reasons
+    assert "Reconciled" in reasons

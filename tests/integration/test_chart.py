@@ -223,6 +223,7 @@ def test_rbac_is_least_privilege(cluster: Cluster, crds: Cluster, chart_namespac
             "patch kopfpeerings.kopf.dev",
             "get secrets/okta-service-app",
             "get secrets/legacy-okta-token",
+            "update leases.coordination.k8s.io",
         ],
         "token-rotator": [
             "create secrets",

@@ -15,7 +15,7 @@ from kubescim.kube import NAMESPACES, SECRETS, Kube, KubeConfig
 from kubescim_dev.controlplane import ControlPlane
 from kubescim_dev.processes import start_gateway
 from kubescim_dev.stack import install_crds
-from tests.conftest import ScimEnv, make_provider
+from tests.conftest import ISSUED_TOKENS, ScimEnv, make_provider
 
 
 async def _status(url: str, token: str) -> int:
@@ -35,6 +35,7 @@ async def test_rotation_takes_effect_on_every_replica_within_a_second(kube: Kube
         await asyncio.sleep(0.05)
 
     new = await rotate_token(kube, scim_env.namespace, provider)
+    ISSUED_TOKENS.add(new)
     rotated = time.monotonic()
     pending = set(urls)
     while pending:
