@@ -397,9 +397,14 @@ async def bench_operator(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[
             start_operator, plane.kubeconfig, env.namespace, extra_env={"KUBESCIM_LOG_LEVEL": "WARNING"}
         )
         env.processes.append(operator)
-        while await _count(kube, SCIM_USERS, env.namespace, "businessunit.identity.kubescim.dev/unit-a") < users:
+        # Converged: every user labelled and carrying its status (the second of its two writes).
+        while (
+            await _count(kube, SCIM_USERS, env.namespace, "businessunit.identity.kubescim.dev/unit-a") < users
+            or await _count_status(kube, env.namespace) < users
+        ):
             await asyncio.sleep(1)
         out["initial_convergence_s"] = round(time.perf_counter() - started, 1)
+        await asyncio.sleep(3)  # let the last Team statuses flush: propagation is measured in steady state
 
         # 3. Real-time: a membership PATCH through the gateway until label + Team status show it.
         latencies_label, latencies_status = [], []

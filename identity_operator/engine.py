@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,24 +155,33 @@ class Engine:
     dirty_rules: set[tuple[str, str]] = field(default_factory=set)
     dirty_groups: set[str] = field(default_factory=set)
     stats: Stats = field(default_factory=Stats)
-    known_groups: dict[str, str] = field(default_factory=dict)
-    known_targets: dict[TargetKey, TargetRecord] = field(default_factory=dict)
     _rules_cache: list[Rule] | None = None
     _users_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _fast: deque[str] = field(default_factory=deque)
+    _bulk: deque[str] = field(default_factory=deque)
     _flush_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _writes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def bind(self, indexes: Indexes) -> None:
-        if self.indexes is None:
-            self.indexes = indexes
-            self._writes = asyncio.Semaphore(self.settings.write_concurrency)
-            self._tasks = [
-                asyncio.create_task(self._user_worker(), name="kubescim-users"),
-                asyncio.create_task(self._flush_worker(), name="kubescim-flush"),
-            ]
+    def start(self, indexes: Indexes) -> None:
+        """Begin with a complete view: start the workers and recompute everything once."""
+        if self.indexes is not None:
+            return
+        self.indexes = indexes
+        self._writes = asyncio.Semaphore(self.settings.write_concurrency)
+        self._tasks = [
+            *(
+                asyncio.create_task(self._user_worker(), name=f"kubescim-users-{i}")
+                for i in range(self.settings.write_concurrency)
+            ),
+            asyncio.create_task(self._flush_worker(), name="kubescim-flush"),
+        ]
+        self.dirty_rules.update((kind, name) for kind, name in indexes.rules)
+        self.dirty_groups.update(indexes.groups)
+        self.mark_targets(list(indexes.targets))
+        self.mark_users(list(indexes.users))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -187,8 +196,14 @@ class Engine:
 
     # --- marking (called by handlers) -----------------------------------------------------------
 
-    def mark_users(self, names: Iterable[str]) -> None:
-        self.dirty_users.update(names)
+    def mark_users(self, names: Iterable[str], *, bulk: bool = True) -> None:
+        """Queue users for recomputation. A user's own change (bulk=False) goes ahead of bulk work such
+        as a rule edit moving thousands, so it still shows within a second."""
+        queue = self._bulk if bulk else self._fast
+        for name in names:
+            if name not in self.dirty_users:
+                self.dirty_users.add(name)
+                queue.append(name)
         if self.dirty_users:
             self._users_wakeup.set()
 
@@ -196,8 +211,13 @@ class Engine:
         self.dirty_targets.update(keys)
         self._flush_wakeup.set()
 
+    def groups_resized(self, group_ids: Iterable[str]) -> None:
+        """Users joined or left these groups: their memberCount must be written again."""
+        self.dirty_groups.update(group_ids)
+        self._flush_wakeup.set()
+
     def user_changed(self, name: str) -> None:
-        self.mark_users([name])
+        self.mark_users([name], bulk=False)
 
     def group_changed(self, scim_id: str, renamed: bool) -> None:
         assert self.indexes is not None
@@ -354,13 +374,16 @@ class Engine:
     # --- user worker ----------------------------------------------------------------------------
 
     async def _user_worker(self) -> None:
+        """One of `write_concurrency` workers: fast queue first, then bulk."""
         while True:
-            await self._users_wakeup.wait()
-            self._users_wakeup.clear()
-            while self.dirty_users:
-                batch = list(self.dirty_users)
-                self.dirty_users.clear()
-                await asyncio.gather(*(self._process_user_safely(name) for name in batch))
+            queue = self._fast or self._bulk
+            if not queue:
+                self._users_wakeup.clear()
+                await self._users_wakeup.wait()
+                continue
+            name = queue.popleft()
+            self.dirty_users.discard(name)  # marked again while in flight: it is queued again
+            await self._process_user_safely(name)
 
     async def _process_user_safely(self, name: str) -> None:
         try:

@@ -1,4 +1,4 @@
-"""Kopf registrations: thin decorators that keep indexes and tell the engine what became dirty.
+"""Kopf registrations: thin decorators that update the operator's store and tell the engine what changed.
 
 No handler here writes anything itself, stores Kopf state on objects, or adds finalizers: the
 engine does every write, explicitly, through the shared Kubernetes client.
@@ -7,41 +7,20 @@ engine does every write, explicitly, through the shared Kubernetes client.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 import kopf
 
-from identity_operator.engine import Engine, Indexes
+from identity_operator.engine import Engine
 from identity_operator.mapping import TargetKind
 from identity_operator.okta.scheduler import Scheduler
-from identity_operator.records import GroupRecord, RuleRecord, TargetRecord, UserRecord
+from identity_operator.records import GroupRecord
 from identity_operator.settings import OperatorSettings
-from kubescim.constants import GROUP, GROUP_LABEL_PREFIX, VERSION
+from identity_operator.store import Store
+from kubescim.constants import GROUP, VERSION
 from kubescim.kube import Kube, KubeConfig
-from kubescim.scim.resources import fold
 
 log = logging.getLogger("kubescim.operator")
-
-
-class MergedIndex(Mapping[Any, Any]):
-    """Two Kopf indexes with disjoint keys, read as one (rules and targets come from two kinds each)."""
-
-    def __init__(self, *parts: Mapping[Any, Any]) -> None:
-        self.parts = parts
-
-    def __getitem__(self, key: Any) -> Any:
-        for part in self.parts:
-            if key in part:
-                return part[key]
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[Any]:
-        for part in self.parts:
-            yield from part
-
-    def __len__(self) -> int:
-        return sum(len(part) for part in self.parts)
 
 
 @kopf.on.startup()
@@ -63,6 +42,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.config = config
     kube = Kube(KubeConfig.load(config.kubeconfig))
     memo.engine = Engine(kube, config)
+    memo.store = Store()
     memo.scheduler = Scheduler(
         kube,
         config.namespace,
@@ -97,125 +77,99 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
-# --- indexes: the operator's view of the cluster ------------------------------------------------
+# --- events: update the store, mark what changed ------------------------------------------------
 
 
-@kopf.index(GROUP, VERSION, "scimusers")
-def users_idx(body: kopf.Body, name: str, **_: Any) -> dict[str, UserRecord]:
-    return {name: UserRecord.from_body(body)}
-
-
-@kopf.index(GROUP, VERSION, "scimusers")
-def users_by_group_idx(labels: kopf.Labels, name: str, **_: Any) -> dict[str, str]:
-    return {key[len(GROUP_LABEL_PREFIX) :]: name for key in labels if key.startswith(GROUP_LABEL_PREFIX)}
-
-
-@kopf.index(GROUP, VERSION, "scimusers")
-def users_by_user_name_idx(spec: kopf.Spec, name: str, **_: Any) -> dict[str, str]:
-    return {fold(str(spec.get("userName", ""))): name}
-
-
-@kopf.index(GROUP, VERSION, "scimgroups")
-def groups_idx(body: kopf.Body, **_: Any) -> dict[str, GroupRecord] | None:
-    record = GroupRecord.from_body(body)
-    return {record.scim_id: record} if record else None
-
-
-@kopf.index(GROUP, VERSION, "teammappings")
-def team_rules_idx(body: kopf.Body, name: str, **_: Any) -> dict[tuple[str, str], RuleRecord]:
-    return {("Team", name): RuleRecord.from_body(body, "Team")}
-
-
-@kopf.index(GROUP, VERSION, "businessunitmappings")
-def unit_rules_idx(body: kopf.Body, name: str, **_: Any) -> dict[tuple[str, str], RuleRecord]:
-    return {("BusinessUnit", name): RuleRecord.from_body(body, "BusinessUnit")}
-
-
-@kopf.index(GROUP, VERSION, "teams")
-def teams_idx(body: kopf.Body, name: str, **_: Any) -> dict[tuple[str, str], TargetRecord]:
-    return {("Team", name): TargetRecord.from_body(body, "Team")}
-
-
-@kopf.index(GROUP, VERSION, "businessunits")
-def units_idx(body: kopf.Body, name: str, **_: Any) -> dict[tuple[str, str], TargetRecord]:
-    return {("BusinessUnit", name): TargetRecord.from_body(body, "BusinessUnit")}
-
-
-def engine_for(memo: kopf.Memo, kwargs: dict[str, Any]) -> Engine:
+async def _ready(memo: kopf.Memo) -> tuple[Engine, Store]:
+    """The engine, once the store holds a complete view (seeded by the first event to arrive)."""
     engine: Engine = memo.engine
-    if engine.indexes is None:
-        engine.bind(
-            Indexes(
-                users=kwargs["users_idx"],
-                users_by_group=kwargs["users_by_group_idx"],
-                users_by_user_name=kwargs["users_by_user_name_idx"],
-                groups=kwargs["groups_idx"],
-                rules=MergedIndex(kwargs["team_rules_idx"], kwargs["unit_rules_idx"]),
-                targets=MergedIndex(kwargs["teams_idx"], kwargs["units_idx"]),
-            )
-        )
-    return engine
+    store: Store = memo.store
+    if not store.seeded.is_set():
+        await store.seed(engine.kube, engine.settings.namespace, lambda: engine.start(store.indexes()))
+    return engine, store
 
 
-# --- events: mark what changed ------------------------------------------------------------------
+def _object(event: kopf.RawEvent) -> dict[str, Any]:
+    return dict(event.get("object") or {})
+
+
+def _deleted(event: kopf.RawEvent) -> bool:
+    return event.get("type") == "DELETED"
 
 
 @kopf.on.event(GROUP, VERSION, "scimusers")
-async def on_user(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    engine_for(memo, kwargs).user_changed(name)
+async def on_user(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
+    engine, store = await _ready(memo)
+    previous = store.users.get(name)
+    before = previous[0] if previous else None
+    record = store.put_user(_object(event), _deleted(event))
+    if record is None and not _deleted(event):
+        return  # an event the store already had
+    groups_changed = (before.group_ids if before else frozenset()) ^ (record.group_ids if record else frozenset())
+    if groups_changed:
+        engine.groups_resized(groups_changed)
+    # Only the spec and group membership feed the rules: our own label and status writes come back
+    # as events too, and must not trigger a recomputation.
+    if record is None or before is None or record.generation != before.generation or groups_changed:
+        engine.user_changed(name)
 
 
 @kopf.on.event(GROUP, VERSION, "scimgroups")
-async def on_group(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    engine = engine_for(memo, kwargs)
-    record = GroupRecord.from_body(body)
-    if record is None:
+async def on_group(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    engine, store = await _ready(memo)
+    body = _object(event)
+    before = GroupRecord.from_body(body)
+    if before is None:
         return
-    deleted = event.get("type") == "DELETED"
-    previous = engine.known_groups.get(record.scim_id)
-    if deleted:
-        engine.known_groups.pop(record.scim_id, None)
-    else:
-        engine.known_groups[record.scim_id] = record.display_name
-    engine.group_changed(record.scim_id, renamed=deleted or previous != record.display_name)
+    previous = store.groups.get(before.scim_id)
+    record = store.put_group(body, _deleted(event))
+    if record is None and not _deleted(event):
+        return
+    renamed = _deleted(event) or previous is None or record is None or previous[0].display_name != record.display_name
+    engine.group_changed(before.scim_id, renamed=renamed)
 
 
-async def _on_rule(kind: TargetKind, name: str, memo: kopf.Memo, kwargs: dict[str, Any]) -> None:
-    engine_for(memo, kwargs).rules_changed(kind, name)
+async def _on_rule(kind: TargetKind, event: kopf.RawEvent, name: str, memo: kopf.Memo) -> None:
+    engine, store = await _ready(memo)
+    previous = store.rules.get((kind, name))
+    record = store.put_rule(kind, _object(event), _deleted(event))
+    if record is None and not _deleted(event):
+        return
+    # A status write (ours) leaves the generation alone: nothing to recompute.
+    if record is not None and previous is not None and previous[0].generation == record.generation:
+        return
+    engine.rules_changed(kind, name)
 
 
 @kopf.on.event(GROUP, VERSION, "teammappings")
-async def on_team_rule(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    await _on_rule("Team", name, memo, kwargs)
+async def on_team_rule(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
+    await _on_rule("Team", event, name, memo)
 
 
 @kopf.on.event(GROUP, VERSION, "businessunitmappings")
-async def on_unit_rule(name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    await _on_rule("BusinessUnit", name, memo, kwargs)
+async def on_unit_rule(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
+    await _on_rule("BusinessUnit", event, name, memo)
 
 
-async def _on_target(
-    kind: TargetKind, event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, kwargs: dict[str, Any]
-) -> None:
-    engine = engine_for(memo, kwargs)
-    record = TargetRecord.from_body(body, kind)
-    previous = engine.known_targets.get(record.key)
-    current = None if event.get("type") == "DELETED" else record
-    if current is None:
-        engine.known_targets.pop(record.key, None)
-    else:
-        engine.known_targets[record.key] = current
-    engine.target_changed(kind, record.name, previous, current)
+async def _on_target(kind: TargetKind, event: kopf.RawEvent, name: str, memo: kopf.Memo) -> None:
+    engine, store = await _ready(memo)
+    previous = store.targets.get((kind, name))
+    record = store.put_target(kind, _object(event), _deleted(event))
+    if record is None and not _deleted(event):
+        return
+    if record is not None and previous is not None and previous[0].generation == record.generation:
+        return  # a status write: the members and business unit did not change
+    engine.target_changed(kind, name, previous[0] if previous else None, record)
 
 
 @kopf.on.event(GROUP, VERSION, "teams")
-async def on_team(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    await _on_target("Team", event, body, memo, kwargs)
+async def on_team(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
+    await _on_target("Team", event, name, memo)
 
 
 @kopf.on.event(GROUP, VERSION, "businessunits")
-async def on_unit(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    await _on_target("BusinessUnit", event, body, memo, kwargs)
+async def on_unit(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
+    await _on_target("BusinessUnit", event, name, memo)
 
 
 # --- Okta reconciliation ------------------------------------------------------------------------

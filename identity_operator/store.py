@@ -1,0 +1,130 @@
+"""The operator's in-memory view of the cluster: seeded by one LIST per kind, kept current by watch events.
+
+Why not Kopf indexes: Kopf holds every handler until all indexes are filled from the initial listing,
+and it does so with one toggle per listed object, each of which wakes every waiting object worker.
+That is quadratic in the number of objects: with 10,000 ScimUsers the operator had processed none
+after four minutes, 70% of its CPU in ToggleSet.make_toggle -> Condition.notify_all (py-spy).
+This store gives the same guarantee — nothing is computed from a partial view — with one paged
+LIST per kind before the first computation, then O(1) updates per event. Older events never
+overwrite newer state (resourceVersion check), and deletions leave a tombstone for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from identity_operator.engine import Indexes
+from identity_operator.mapping import TargetKind
+from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord
+from kubescim.constants import (
+    BUSINESS_UNIT_MAPPINGS,
+    BUSINESS_UNITS,
+    SCIM_GROUPS,
+    SCIM_USERS,
+    TEAM_MAPPINGS,
+    TEAMS,
+)
+from kubescim.informer import resource_version_int
+from kubescim.kube import Kube
+
+
+@dataclass
+class Store:
+    users: dict[str, tuple[UserRecord]] = field(default_factory=dict)
+    users_by_group: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    users_by_user_name: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    groups: dict[str, tuple[GroupRecord]] = field(default_factory=dict)
+    rules: dict[tuple[str, str], tuple[RuleRecord]] = field(default_factory=dict)
+    targets: dict[TargetKey, tuple[TargetRecord]] = field(default_factory=dict)
+    versions: dict[tuple[str, str], int] = field(default_factory=dict)
+    seeded: asyncio.Event = field(default_factory=asyncio.Event)
+    _seeding: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def indexes(self) -> Indexes:
+        return Indexes(self.users, self.users_by_group, self.users_by_user_name, self.groups, self.rules, self.targets)
+
+    def _fresh(self, kind: str, body: dict[str, Any], deleted: bool = False) -> bool:
+        """True if this event is not older than what the store holds (and record its version)."""
+        name = str((body.get("metadata") or {}).get("name"))
+        version = resource_version_int(body)
+        if version and version <= self.versions.get((kind, name), 0) and not (deleted and version == 0):
+            return False  # older than, or the same as, what the store holds
+        self.versions[(kind, name)] = version if not deleted else max(version, self.versions.get((kind, name), 0))
+        return True
+
+    # --- updates (return the record now stored, or None if deleted / stale) ----------------------
+
+    def put_user(self, body: dict[str, Any], deleted: bool = False) -> UserRecord | None:
+        if not self._fresh("ScimUser", body, deleted):
+            return None
+        name = str(body["metadata"]["name"])
+        old = self.users.pop(name, None)
+        if old is not None:
+            for group_id in old[0].group_ids:
+                self.users_by_group[group_id].discard(name)
+            self.users_by_user_name[old[0].folded_user_name].discard(name)
+        if deleted:
+            return None
+        record = UserRecord.from_body(body)
+        self.users[name] = (record,)
+        for group_id in record.group_ids:
+            self.users_by_group[group_id].add(name)
+        self.users_by_user_name[record.folded_user_name].add(name)
+        return record
+
+    def put_group(self, body: dict[str, Any], deleted: bool = False) -> GroupRecord | None:
+        record = GroupRecord.from_body(body)
+        if record is None or not self._fresh("ScimGroup", body, deleted):
+            return None
+        if deleted:
+            self.groups.pop(record.scim_id, None)
+            return None
+        self.groups[record.scim_id] = (record,)
+        return record
+
+    def put_rule(self, kind: TargetKind, body: dict[str, Any], deleted: bool = False) -> RuleRecord | None:
+        if not self._fresh(f"{kind}Mapping", body, deleted):
+            return None
+        key = (kind, str(body["metadata"]["name"]))
+        if deleted:
+            self.rules.pop(key, None)
+            return None
+        record = RuleRecord.from_body(body, kind)
+        self.rules[key] = (record,)
+        return record
+
+    def put_target(self, kind: TargetKind, body: dict[str, Any], deleted: bool = False) -> TargetRecord | None:
+        if not self._fresh(kind, body, deleted):
+            return None
+        record = TargetRecord.from_body(body, kind)
+        if deleted:
+            self.targets.pop(record.key, None)
+            return None
+        self.targets[record.key] = (record,)
+        return record
+
+    # --- seeding ----------------------------------------------------------------------------------
+
+    async def seed(self, kube: Kube, namespace: str, on_seeded: Callable[[], None]) -> None:
+        """One LIST per kind, once; every caller waits until the view is complete."""
+        async with self._seeding:
+            if self.seeded.is_set():
+                return
+            kinds: list[tuple[Any, Callable[[dict[str, Any]], Any]]] = [
+                (TEAM_MAPPINGS, lambda b: self.put_rule("Team", b)),
+                (BUSINESS_UNIT_MAPPINGS, lambda b: self.put_rule("BusinessUnit", b)),
+                (TEAMS, lambda b: self.put_target("Team", b)),
+                (BUSINESS_UNITS, lambda b: self.put_target("BusinessUnit", b)),
+                (SCIM_GROUPS, self.put_group),
+                (SCIM_USERS, self.put_user),
+            ]
+            for resource, put in kinds:
+                items, _ = await kube.list(resource, namespace)
+                for item in items:
+                    put(item)
+            self.seeded.set()
+            on_seeded()
