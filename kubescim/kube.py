@@ -218,6 +218,7 @@ class Kube:
         params: Mapping[str, str | int] | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        accept: str | None = None,
     ) -> JSON:
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         try:
@@ -226,7 +227,10 @@ class Kube:
                 path,
                 content=content,
                 params=params,
-                headers=self._headers(content_type if content is not None else None),
+                headers={
+                    **self._headers(content_type if content is not None else None),
+                    **({"Accept": accept} if accept else {}),
+                },
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TransportError as error:
