@@ -20,7 +20,7 @@ from kubescim.scim.resources import new_id
 from kubescim_dev.processes import start_gateway
 from tests.conftest import Cluster, make_provider
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 MEMBERS = int(os.environ.get("KUBESCIM_BIG_GROUP_MEMBERS", "100000"))
 BATCH = 1000
 LIMIT = 1024 * 1024

@@ -21,7 +21,7 @@ from kubescim_dev.controlplane import ControlPlane
 from kubescim_dev.processes import GatewayProcess, start_gateway
 from kubescim_dev.stack import create_provider, install_crds
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CLIENTS = 32
 DURATION = 24.0
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

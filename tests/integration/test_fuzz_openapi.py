@@ -18,6 +18,7 @@ from tests.conftest import ScimEnv, make_provider
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 async def test_schemathesis_finds_no_server_error(kube: Kube, scim_env: ScimEnv, tmp_path: Path) -> None:
     provider = "fuzz"
     token = await make_provider(kube, scim_env.namespace, provider)
