@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
@@ -178,6 +178,11 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"duplicate key {key[:80]!r}")
         result[key] = value
     return result
+
+
+def provider_path(provider: Annotated[str, Path(description="IdentityProvider name", max_length=63)]) -> str:
+    """Declares the provider path parameter (in the OpenAPI document) of /providers/{provider}/scim/v2."""
+    return provider
 
 
 Ctx = Annotated[Context, Depends(scim_context)]
@@ -437,7 +442,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         default_response_class=ScimResponse,
     )
     app.include_router(scim, prefix="/scim/v2")
-    app.include_router(scim, prefix="/providers/{provider}/scim/v2")
+    app.include_router(scim, prefix="/providers/{provider}/scim/v2", dependencies=[Depends(provider_path)])
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> PlainTextResponse:

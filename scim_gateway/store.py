@@ -80,6 +80,8 @@ class KubeStore:
     async def fetch_by_id(self, scim_id: str, provider: str, *, groups: bool = False) -> Entry | None:
         """Read-your-writes fallback for a cache miss on an id written by another replica."""
         if groups:
+            if not _name_ok(scim_id):
+                return None  # not an id we could have issued (and not safe in a URL path)
             try:
                 obj = await self.kube.get(SCIM_GROUPS, scim_id, self.namespace)
             except ApiError as error:
@@ -230,6 +232,16 @@ def _label_value_ok(value: str) -> bool:
     return (
         0 < len(value) <= 63
         and all(c.isascii() and (c.isalnum() or c in "-_.") for c in value)
+        and value[0].isalnum()
+        and value[-1].isalnum()
+    )
+
+
+def _name_ok(value: str) -> bool:
+    """A valid object name (DNS subdomain): group ids are their ScimGroup's name."""
+    return (
+        0 < len(value) <= 253
+        and all(c.isascii() and (c.islower() or c.isdigit() or c in "-.") for c in value)
         and value[0].isalnum()
         and value[-1].isalnum()
     )

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 
 from kubescim.kube import Kube
-from tests.conftest import ScimEnv, make_provider
+from tests.conftest import ScimEnv
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 async def test_schemathesis_finds_no_server_error(kube: Kube, scim_env: ScimEnv, tmp_path: Path) -> None:
-    provider = "fuzz"
-    token = await make_provider(kube, scim_env.namespace, provider)
+    # The default provider's token: /scim/v2 is what gets fuzzed. The /providers/{provider} routes run the
+    # same handlers; fuzzing their provider name would only ever meet 401.
+    token = scim_env.token
     gateway = scim_env.gateways[0]
-    await asyncio.sleep(0.5)  # the gateway's watches learn the provider and its token
     examples = os.environ.get("KUBESCIM_FUZZ_EXAMPLES", "15")
     process = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).parent / "schemathesis"),
@@ -41,6 +41,8 @@ async def test_schemathesis_finds_no_server_error(kube: Kube, scim_env: ScimEnv,
         f"Authorization: Bearer {token}",
         "--request-timeout",
         "30",
+        "--exclude-path-regex",
+        "^/providers/",
         "--report",
         "junit",
         "--report-dir",
