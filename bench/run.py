@@ -885,9 +885,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "write_path": bench_write_path,
                 "read_path": bench_read_path,
                 "operator": bench_operator,
-                "okta": bench_okta,
                 "memory": bench_memory,
                 "peer": bench_peer,
+                "okta": bench_okta,
             }
             for name, scenario in scenarios.items():
                 if args.only and name not in args.only:
@@ -896,10 +896,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"bench: {name} ...", flush=True)
                 results[name] = await scenario(plane, kube, sizes)
                 print(f"bench: {name} done in {time.perf_counter() - started:.0f} s", flush=True)
+                write_results(args.out, {**results, "machine_end": machine()})  # keep what is done
     finally:
         await asyncio.to_thread(plane.stop)
     results["machine_end"] = machine()
     return results
+
+
+def write_results(folder: Path, results: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (folder / "latest.md").write_text(markdown(results))
 
 
 def main() -> int:
@@ -911,9 +918,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "latest.md").write_text(markdown(results))
+    write_results(args.out, results)
     print(markdown(results))
     return 0
 

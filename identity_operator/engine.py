@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from kubescim.scim.resources import fold
 
 log = logging.getLogger("kubescim.operator")
 MEMBER_LABEL_VALUE = "member"
+TARGET_WRITE_INTERVAL = 0.5
 TARGET_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAMS, "BusinessUnit": BUSINESS_UNITS}
 RULE_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAM_MAPPINGS, "BusinessUnit": BUSINESS_UNIT_MAPPINGS}
 LABEL_PREFIX: dict[TargetKind, str] = {"Team": TEAM_LABEL_PREFIX, "BusinessUnit": BUSINESS_UNIT_LABEL_PREFIX}
@@ -158,6 +160,7 @@ class Engine:
     _rules_cache: list[Rule] | None = None
     _users_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _fast: deque[str] = field(default_factory=deque)
+    _last_target_write: dict[TargetKey, float] = field(default_factory=dict)
     _bulk: deque[str] = field(default_factory=deque)
     _flush_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -541,6 +544,12 @@ class Engine:
     async def _flush_target(self, key: TargetKey, produced: set[TargetKey]) -> None:
         assert self.indexes is not None
         kind, name = key
+        # A big target changing constantly (a mass change) is written at most every 0.5 s.
+        last = self._last_target_write.get(key, 0.0)
+        if time.monotonic() - last < TARGET_WRITE_INTERVAL:
+            self.dirty_targets.add(key)
+            self._flush_wakeup.set()
+            return
         resource = TARGET_RESOURCES[kind]
         record: TargetRecord | None = _first(self.indexes.targets, key)
         members = self.members.get(key, {})
@@ -569,6 +578,7 @@ class Engine:
             async with self._writes:
                 await self.kube.patch(resource, name, {"status": status}, self.settings.namespace, subresource="status")
             self.stats.target_writes += 1
+            self._last_target_write[key] = time.monotonic()
         current = frozenset(members)
         previous = self.flushed_members.get(key)
         self.flushed_members[key] = current
@@ -605,13 +615,16 @@ class Engine:
     def _target_status(self, record: TargetRecord, members: Mapping[str, tuple[Provenance, ...]]) -> dict[str, Any]:
         assert self.indexes is not None
         limit = self.settings.member_status_limit
-        listed = []
-        for user_key, provenance in members.items():
+        # Sort cheap tuples, then build models only for the members the status lists (a unit of
+        # 10,000 lists 500).
+        names = []
+        for user_key in members:
             user: UserRecord | None = _first(self.indexes.users, user_key)
-            listed.append(
-                Member(user_name=user.user_name if user else user_key, user=user_key, sources=list(provenance))
+            names.append(
+                ((user.user_name if user else user_key).casefold(), user_key, user.user_name if user else user_key)
             )
-        listed.sort(key=lambda m: (m.user_name.casefold(), m.user or ""))
+        names.sort()
+        listed = [Member(user_name=shown, user=key, sources=list(members[key])) for _, key, shown in names[: limit + 1]]
         rules = self._rules_for(record.key)
         displays = {
             (r.spec.target.display_name_template or "")
@@ -629,7 +642,7 @@ class Engine:
             "origin": record.origin,
             "member_count": len(members),
             "members": listed[:limit],
-            "members_truncated": len(listed) > limit,
+            "members_truncated": len(members) > limit,
             "selector": f"{LABEL_PREFIX[record.kind]}{record.name}",
             "rules": rules,
             "observed_generation": record.generation,
