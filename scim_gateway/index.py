@@ -209,6 +209,11 @@ class Collection:
     def in_order(self, provider: str) -> list[Entry]:
         return [self.by_id[key[1]] for key in self.ordered[provider].keys if key[1] in self.by_id]
 
+    def page(self, provider: str, offset: int, count: int) -> list[Entry]:
+        """Entries offset..offset+count in order: O(page), not O(collection)."""
+        keys = self.ordered[provider].keys[offset : offset + count]
+        return [self.by_id[key[1]] for key in keys if key[1] in self.by_id]
+
     def count(self, provider: str) -> int:
         return len(self.ordered[provider].keys)
 

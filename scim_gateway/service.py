@@ -201,26 +201,33 @@ class ScimService:
         attributes = parse_attribute_list(query.attributes)
         excluded = parse_attribute_list(query.excluded_attributes)
         wants_members = not users and _wants(attributes, excluded, "members", query)
-        candidates = await self._candidates(collection, provider, query, users)
 
         def render(entry: Entry, members: bool) -> dict[str, Any]:
             if users:
                 return self.user_resource(entry, base_url)
             return self.group_resource(entry, base_url, with_members=members)
 
-        filter_needs_members = query.filter is not None and not users and "members" in repr(query.filter).lower()
-        matched: list[tuple[Entry, dict[str, Any] | None]] = []
-        for entry in candidates:
-            if query.filter is None:
-                matched.append((entry, None))
-                continue
-            resource = render(entry, filter_needs_members)
-            if evaluate(query.filter, resource, schema):
-                matched.append((entry, resource if (users or filter_needs_members == wants_members) else None))
-        if query.sort_by:
-            matched = self._sorted(matched, query, render, schema)
-        total = len(matched)
-        page = matched[query.start_index - 1 : query.start_index - 1 + query.count]
+        page: list[tuple[Entry, dict[str, Any] | None]]
+        if query.filter is None and not query.sort_by:
+            # Plain paging (Okta's import, kubectl-like listing): read the page straight off the
+            # ordered index, so a page costs the same at 1,000 and 100,000 users.
+            total = collection.count(provider)
+            page = [(entry, None) for entry in collection.page(provider, query.start_index - 1, query.count)]
+        else:
+            candidates = await self._candidates(collection, provider, query, users)
+            filter_needs_members = query.filter is not None and not users and "members" in repr(query.filter).lower()
+            matched: list[tuple[Entry, dict[str, Any] | None]] = []
+            for entry in candidates:
+                if query.filter is None:
+                    matched.append((entry, None))
+                    continue
+                resource = render(entry, filter_needs_members)
+                if evaluate(query.filter, resource, schema):
+                    matched.append((entry, resource if (users or filter_needs_members == wants_members) else None))
+            if query.sort_by:
+                matched = self._sorted(matched, query, render, schema)
+            total = len(matched)
+            page = matched[query.start_index - 1 : query.start_index - 1 + query.count]
         core_urn = USER_URN if users else GROUP_URN
         resources = [
             project(
