@@ -106,7 +106,7 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics) -> Gateway:
 # --- dependencies -------------------------------------------------------------------------------
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
@@ -180,7 +180,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def provider_path(provider: Annotated[str, Path(description="IdentityProvider name", max_length=63)]) -> str:
+async def provider_path(provider: Annotated[str, Path(description="IdentityProvider name", max_length=63)]) -> str:
     """Declares the provider path parameter (in the OpenAPI document) of /providers/{provider}/scim/v2."""
     return provider
 
@@ -200,7 +200,7 @@ RESOURCE_BODY = {
 }
 
 
-def list_query(
+async def list_query(
     gateway: GatewayDep,
     filter: str | None = None,
     startIndex: Annotated[str | None, Query()] = None,

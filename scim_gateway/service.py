@@ -6,6 +6,7 @@ raises ScimError before anything is written.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -419,10 +420,18 @@ class ScimService:
     ) -> dict[str, Any]:
         remove = [u for u in (self.index.users.by_id.get(i) for i in remove_ids) if u is not None]
         spec_changed = spec is not None and spec.dump() != entry.spec
-        if add or remove:
-            await self.store.set_memberships(entry.scim_id, add, remove)
-        if spec_changed or add or remove:
-            entry = await self.store.update_group(entry, spec if spec_changed else None)
+        if spec_changed:
+            # Attributes first: the API server may still refuse them, and then no membership moved.
+            entry = await self.store.update_group(entry, spec)
+            if add or remove:
+                await self.store.set_memberships(entry.scim_id, add, remove)
+        elif add or remove:
+            # Membership only (Okta's push): label the users and bump the group's lastModified at
+            # once, one round trip of latency instead of two. Both are idempotent, so a client's
+            # retry after a partial failure converges.
+            _, entry = await asyncio.gather(
+                self.store.set_memberships(entry.scim_id, add, remove), self.store.update_group(entry, None)
+            )
         return self.group_resource(entry, base_url, with_members=with_members)
 
     async def delete_group(self, provider: str, scim_id: str, if_match: str | None = None) -> None:
