@@ -417,7 +417,7 @@ async def _count(kube: Kube, resource: Resource, namespace: str, selector: str) 
 
 async def _quiet(kube: Kube, resource: Resource, namespace: str, seconds: float = 3.0) -> None:
     """Wait until no object of this kind has changed for `seconds` (a watch, not repeated lists)."""
-    _, version = await kube.list(resource, namespace, limit=1)
+    version = await kube.current_version(resource, namespace)
     last = time.monotonic()
 
     async def watch() -> None:
@@ -518,7 +518,7 @@ async def bench_operator(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[
         }
 
         # 4. Mass change: retarget the rule every user matches, count writes with a watch.
-        _, version = await kube.list(SCIM_USERS, env.namespace, limit=1)
+        version = await kube.current_version(SCIM_USERS, env.namespace)
         writes: dict[str, int] = {}
 
         async def watch_writes() -> None:
@@ -610,7 +610,7 @@ async def bench_okta(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str,
         for label in ("initial", "no_drift"):
             server.simulator.reset_stats()
             client = OktaClient(OktaCredentials(server.url, api_token=config.api_token))
-            _, version = await kube.list(SCIM_USERS, namespace, limit=1)
+            version = await kube.current_version(SCIM_USERS, namespace)
             result = await reconcile(kube, namespace, "okta", spec, client=client, allow_mass_deactivation=True)
             await client.close()
             users_after, _ = await kube.list(SCIM_USERS, namespace)

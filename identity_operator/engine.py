@@ -57,7 +57,13 @@ from kubescim.scim.resources import fold
 
 log = logging.getLogger("kubescim.operator")
 MEMBER_LABEL_VALUE = "member"
-TARGET_WRITE_INTERVAL = 0.5
+# How often one Team / BusinessUnit / mapping status may be rewritten: twice a second normally, so a
+# change shows within a second; every 5 s while thousands of users wait for recomputation (startup,
+# a rule edit moving everyone), when intermediate member lists are stale at once and rewriting big
+# statuses would take the API server's CPU from the user writes that matter.
+STATUS_WRITE_INTERVAL = 0.5
+BULK_STATUS_WRITE_INTERVAL = 5.0
+BULK_BACKLOG = 200
 TARGET_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAMS, "BusinessUnit": BUSINESS_UNITS}
 RULE_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAM_MAPPINGS, "BusinessUnit": BUSINESS_UNIT_MAPPINGS}
 LABEL_PREFIX: dict[TargetKind, str] = {"Team": TEAM_LABEL_PREFIX, "BusinessUnit": BUSINESS_UNIT_LABEL_PREFIX}
@@ -160,7 +166,7 @@ class Engine:
     _rules_cache: list[Rule] | None = None
     _users_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _fast: deque[str] = field(default_factory=deque)
-    _last_target_write: dict[TargetKey, float] = field(default_factory=dict)
+    _last_status_write: dict[tuple[str, str], float] = field(default_factory=dict)
     _bulk: deque[str] = field(default_factory=deque)
     _flush_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -192,6 +198,11 @@ class Engine:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    def _status_write_due(self, key: tuple[str, str]) -> bool:
+        """Whether a target's or rule's status may be written now (see STATUS_WRITE_INTERVAL)."""
+        interval = BULK_STATUS_WRITE_INTERVAL if len(self._bulk) > BULK_BACKLOG else STATUS_WRITE_INTERVAL
+        return time.monotonic() - self._last_status_write.get(key, 0.0) >= interval
 
     @property
     def idle(self) -> bool:
@@ -544,9 +555,7 @@ class Engine:
     async def _flush_target(self, key: TargetKey, produced: set[TargetKey]) -> None:
         assert self.indexes is not None
         kind, name = key
-        # A big target changing constantly (a mass change) is written at most every 0.5 s.
-        last = self._last_target_write.get(key, 0.0)
-        if time.monotonic() - last < TARGET_WRITE_INTERVAL:
+        if not self._status_write_due(key):
             self.dirty_targets.add(key)
             self._flush_wakeup.set()
             return
@@ -578,7 +587,7 @@ class Engine:
             async with self._writes:
                 await self.kube.patch(resource, name, {"status": status}, self.settings.namespace, subresource="status")
             self.stats.target_writes += 1
-            self._last_target_write[key] = time.monotonic()
+            self._last_status_write[key] = time.monotonic()
         current = frozenset(members)
         previous = self.flushed_members.get(key)
         self.flushed_members[key] = current
@@ -678,6 +687,11 @@ class Engine:
             self.rule_targets.pop(key, None)
             self.issues.pop(key, None)
             return
+        status_key = (f"{kind}Mapping", name)  # not to share a slot with a target of the same name
+        if not self._status_write_due(status_key):
+            self.dirty_rules.add(key)
+            self._flush_wakeup.set()
+            return
         previous = record.status.get("conditions") or []
         users = self.rule_users.get(key, set())
         targets = sorted(t for t in self.rule_targets.get(key, set()) if self.members.get((kind, t), {}).keys() & users)  # type: ignore[arg-type]
@@ -713,6 +727,7 @@ class Engine:
                     self.settings.namespace,
                     subresource="status",
                 )
+            self._last_status_write[status_key] = time.monotonic()
             old_ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
             if problem and old_ready.get("status") != "False":
                 await self._rule_event(kind, name, record, problem)

@@ -14,6 +14,7 @@ for Kopf.
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
 import os
 import ssl
@@ -35,6 +36,17 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
     "apply": "application/apply-patch+yaml",
 }
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def _user_agent() -> str:
+    try:
+        return f"kubescim/{importlib.metadata.version('kubescim')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "kubescim/dev"
+
+
+# The API server names the field manager of our writes after this ("kubescim" in managedFields).
+USER_AGENT = _user_agent()
 
 
 class ApiError(Exception):
@@ -216,7 +228,7 @@ class Kube:
         await self.close()
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         token = self.config.bearer_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -287,6 +299,11 @@ class Kube:
             if not meta.get("continue"):
                 return items, str(meta.get("resourceVersion", ""))
             params["continue"] = meta["continue"]
+
+    async def current_version(self, resource: Resource, namespace: str | None = None) -> str:
+        """The collection's resourceVersion now (to watch from), reading one item, not the whole list."""
+        page = await self.request("GET", resource.path(namespace), params={"limit": 1})
+        return str(page.get("metadata", {}).get("resourceVersion", ""))
 
     async def create(self, resource: Resource, body: JSON, namespace: str | None = None) -> JSON:
         return await self.request("POST", resource.path(namespace), body=body)

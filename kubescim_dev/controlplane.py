@@ -228,7 +228,8 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
-                "--profiling=false",
+                # KUBESCIM_DEV_PROFILING=1 serves /debug/pprof (for profiling the API server under a benchmark).
+                f"--profiling={'true' if os.environ.get('KUBESCIM_DEV_PROFILING') == '1' else 'false'}",
                 # The kubernetes Service cannot point at loopback: do not try (and log) every 10 s.
                 "--endpoint-reconciler-type=none",
                 "--v=0",
