@@ -85,6 +85,15 @@ class Plan:
     invalid: list[str] = field(default_factory=list)  # Okta users whose attributes we cannot store
     blocked: str | None = None
 
+    def membership_changes(self) -> dict[str, dict[str, bool]]:
+        """Per user SCIM id: the groups to join (True) or leave (False), so each user is written once."""
+        changes: dict[str, dict[str, bool]] = {}
+        for members, joined in ((self.add_members, True), (self.remove_members, False)):
+            for group_id, users in members.items():
+                for user_id in users:
+                    changes.setdefault(user_id, {})[group_id] = joined
+        return changes
+
     @property
     def destructive(self) -> int:
         return len(self.deactivate_users) + len(self.delete_users)

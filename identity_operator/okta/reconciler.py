@@ -194,22 +194,26 @@ class Applier:
         await asyncio.gather(*(one(i) for i in items))
 
     async def apply(self, plan: Plan, *, destructive: bool) -> None:
-        await self._each(plan.create_users, self._create_user)
+        # Groups first, so new users are created with their memberships (one write each, and the
+        # operator computes their teams once); every other user gets one patch for all its changes.
+        changes = plan.membership_changes()
+        await self._each(plan.create_groups, self._create_group)
+        await self._each(plan.rename_groups, self._rename_group)
+        await self._each(
+            [(scim_id, spec, changes.pop(scim_id, {})) for scim_id, spec in plan.create_users], self._create_user
+        )
         await self._each(plan.update_users, self._update_user)
         if destructive:
             await self._each(plan.deactivate_users, self._deactivate_user)
             await self._each(plan.delete_users, self._delete_user)
-        await self._each(plan.create_groups, self._create_group)
-        await self._each(plan.rename_groups, self._rename_group)
-        memberships = [(g, u, True) for g, users in plan.add_members.items() for u in users]
-        memberships += [(g, u, False) for g, users in plan.remove_members.items() for u in users]
-        await self._each(memberships, self._membership)
+        await self._each(sorted(changes.items()), self._memberships)
         if destructive:
             await self._each(plan.remove_groups, self._remove_group)
 
-    async def _create_user(self, item: tuple[str, ScimUserSpec]) -> None:
-        scim_id, spec = item
-        await self.kube.create(SCIM_USERS, scim_user_object(spec, scim_id), self.namespace)
+    async def _create_user(self, item: tuple[str, ScimUserSpec, dict[str, bool]]) -> None:
+        scim_id, spec, groups = item
+        labels = {f"{GROUP_LABEL_PREFIX}{g}": GROUP_MEMBER_LABEL_VALUE for g, joined in groups.items() if joined}
+        await self.kube.create(SCIM_USERS, scim_user_object(spec, scim_id, labels), self.namespace)
         self.writes += 1
         self._names[scim_id] = user_object_name(spec.provider, spec.user_name)
 
@@ -263,15 +267,20 @@ class Applier:
         await self.kube.patch(SCIM_GROUPS, group.object_name, operations, self.namespace, patch_type="json")
         self.writes += 1
 
-    async def _membership(self, item: tuple[str, str, bool]) -> None:
-        group_id, user_scim_id, add = item
+    async def _memberships(self, item: tuple[str, dict[str, bool]]) -> None:
+        user_scim_id, groups = item
         name = self._names.get(user_scim_id)
         if name is None:
             return
-        value = GROUP_MEMBER_LABEL_VALUE if add else None
-        await self.kube.patch(
-            SCIM_USERS, name, {"metadata": {"labels": {f"{GROUP_LABEL_PREFIX}{group_id}": value}}}, self.namespace
-        )
+        labels = {
+            f"{GROUP_LABEL_PREFIX}{g}": GROUP_MEMBER_LABEL_VALUE if joined else None for g, joined in groups.items()
+        }
+        try:
+            await self.kube.patch(SCIM_USERS, name, {"metadata": {"labels": labels}}, self.namespace)
+        except ApiError as error:
+            if error.not_found and not any(groups.values()):
+                return  # only leaving groups, and the user is gone already
+            raise
         self.writes += 1
 
     async def _remove_group(self, group: ClusterGroup) -> None:

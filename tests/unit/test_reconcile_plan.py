@@ -42,14 +42,11 @@ def cluster_from(
         for group in plan.remove_groups:
             del group_by_id[group.scim_id]
     memberships = {u: set(by_id[u].group_ids) for u in by_id}
-    for gid, members in plan.add_members.items():
-        for u in members:
-            if u in memberships:
-                memberships[u].add(gid)
-    for gid, members in plan.remove_members.items():
-        for u in members:
-            if u in memberships:
-                memberships[u].discard(gid)
+    # As the applier writes them: one label patch per user with all its joins and leaves.
+    for u, groups_changed in plan.membership_changes().items():
+        if u in memberships:
+            memberships[u] |= {g for g, joined in groups_changed.items() if joined}
+            memberships[u] -= {g for g, joined in groups_changed.items() if not joined}
     new_users = [
         ClusterUser(u.object_name, u.scim_id, u.spec, frozenset(memberships[u.scim_id])) for u in by_id.values()
     ]
