@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import time
 from collections import defaultdict, deque
@@ -156,7 +157,8 @@ class Engine:
     rule_targets: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     suggestions: dict[TargetKey, tuple[int, str, str | None, str | None]] = field(default_factory=dict)
     issues: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
-    written: dict[str, tuple[int, frozenset[str], frozenset[str], dict[str, Any] | None]] = field(default_factory=dict)
+    # Per user with a write not yet seen through the watch: (resourceVersion, teams, units, status JSON).
+    written: dict[str, tuple[int, frozenset[str], frozenset[str], bytes]] = field(default_factory=dict)
     flushed_members: dict[TargetKey, frozenset[str]] = field(default_factory=dict)
     dirty_users: set[str] = field(default_factory=set)
     dirty_targets: set[TargetKey] = field(default_factory=set)
@@ -336,7 +338,8 @@ class Engine:
 
     def compute(self, user: UserRecord) -> tuple[Desired, list[Grant]]:
         self.stats.evaluations += 1
-        grants, issues = evaluate_user(user.facts(self._group_names(user)), self.all_rules())
+        facts = user.facts(self._group_names(user))  # parses the user's spec: once per computation
+        grants, issues = evaluate_user(facts, self.all_rules())
         for issue in issues:
             kind = next((r.kind for r in self.all_rules() if r.name == issue.rule), "Team")
             if issue.message not in self.issues[(kind, issue.rule)] and len(self.issues[(kind, issue.rule)]) < 20:
@@ -344,7 +347,7 @@ class Engine:
                 self.dirty_rules.add((kind, issue.rule))
         manual_teams, manual_units = self._manual(user)
         candidate_teams = {g.target for g in grants if g.kind == "Team"} | set(manual_teams)
-        desired = compose(user.facts(()), grants, manual_teams, manual_units, self._team_units(candidate_teams, grants))
+        desired = compose(facts, grants, manual_teams, manual_units, self._team_units(candidate_teams, grants))
         return desired, grants
 
     def _update_reverse(self, name: str, desired: Desired | None, grants: list[Grant]) -> None:
@@ -424,13 +427,15 @@ class Engine:
         self._update_reverse(name, desired, grants)
 
         written = self.written.get(name)
-        current_teams, current_units, current_status = user.team_labels, user.unit_labels, user.status
+        user_status = user.status
+        current_status = user_status
+        current_teams, current_units = user.team_labels, user.unit_labels
         if written is not None and written[0] > user.resource_version:
             # Our last write has not come back through the watch yet: compare with what we wrote.
             current_teams, current_units = written[1], written[2]
-            current_status = written[3] if written[3] is not None else current_status
+            current_status = json.loads(written[3])
         wanted_teams, wanted_units = frozenset(desired.teams), frozenset(desired.business_units)
-        status = self._user_status(user, desired)
+        status = self._user_status(user, desired, user_status)
         latest_rv = user.resource_version
         if wanted_teams != current_teams or wanted_units != current_units:
             labels: dict[str, str | None] = {}
@@ -454,10 +459,20 @@ class Engine:
             self.stats.status_writes += 1
             latest_rv = int(result["metadata"]["resourceVersion"])
             current_status = status
-        self.written[name] = (latest_rv, wanted_teams, wanted_units, current_status)
+        if latest_rv > user.resource_version:
+            compact = json.dumps(current_status, separators=(",", ":")).encode()
+            self.written[name] = (latest_rv, wanted_teams, wanted_units, compact)
+        elif written is not None and written[0] <= user.resource_version:
+            del self.written[name]  # our last write is in the record already
 
-    def _user_status(self, user: UserRecord, desired: Desired) -> dict[str, Any]:
-        previous = user.status.get("conditions") or []
+    def observed(self, name: str, resource_version: int) -> None:
+        """A user's event came back: once it is at least as new as our last write, forget that write."""
+        written = self.written.get(name)
+        if written is not None and written[0] <= resource_version:
+            del self.written[name]
+
+    def _user_status(self, user: UserRecord, desired: Desired, current: dict[str, Any]) -> dict[str, Any]:
+        previous = current.get("conditions") or []
         status = ScimUserStatus(
             id=user.scim_id,
             groups=list(self._group_names(user)),

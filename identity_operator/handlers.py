@@ -105,6 +105,8 @@ async def on_user(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) ->
     record = store.put_user(_object(event), _deleted(event))
     if record is None and not _deleted(event):
         return  # an event the store already had
+    if record is not None:
+        engine.observed(name, record.resource_version)
     groups_changed = (before.group_ids if before else frozenset()) ^ (record.group_ids if record else frozenset())
     if groups_changed:
         engine.groups_resized(groups_changed)

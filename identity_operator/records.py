@@ -6,6 +6,8 @@ recomputation can tell whether anything must be written at all.
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,20 +40,43 @@ def _plain(body: Any) -> Body:
     return body  # type: ignore[no-any-return]
 
 
-@dataclass(frozen=True)
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _names(labels: dict[str, str], prefix: str) -> frozenset[str]:
+    # Group, team and unit names repeat across thousands of users: one string object each.
+    return frozenset(sys.intern(k[len(prefix) :]) for k in labels if k.startswith(prefix))
+
+
+@dataclass(frozen=True, slots=True)
 class UserRecord:
+    """Kept for every user, so compact: the spec and status as JSON text (a third of the parsed
+    size), parsed when this user is recomputed."""
+
     name: str
     scim_id: str | None
     provider: str
     user_name: str
     active: bool
-    resource: Body
+    spec_json: bytes
     group_ids: frozenset[str]
     team_labels: frozenset[str]
     unit_labels: frozenset[str]
-    status: Body
+    status_json: bytes
     generation: int
     resource_version: int
+
+    @property
+    def resource(self) -> Body:
+        """The user as SCIM attributes: what rules match."""
+        spec = json.loads(self.spec_json)
+        return user_to_scim(spec, scim_id="", created="", last_modified="", version="", location="", groups=[])
+
+    @property
+    def status(self) -> Body:
+        status: Body = json.loads(self.status_json)
+        return status
 
     @classmethod
     def from_body(cls, body: Any) -> UserRecord:
@@ -62,16 +87,14 @@ class UserRecord:
         return cls(
             name=str(meta.get("name")),
             scim_id=labels.get(LABEL_SCIM_ID),
-            provider=str(spec.get("provider", "")),
+            provider=sys.intern(str(spec.get("provider", ""))),
             user_name=str(spec.get("userName", "")),
             active=spec.get("active") is not False,
-            resource=user_to_scim(spec, scim_id="", created="", last_modified="", version="", location="", groups=[]),
-            group_ids=frozenset(k[len(GROUP_LABEL_PREFIX) :] for k in labels if k.startswith(GROUP_LABEL_PREFIX)),
-            team_labels=frozenset(k[len(TEAM_LABEL_PREFIX) :] for k in labels if k.startswith(TEAM_LABEL_PREFIX)),
-            unit_labels=frozenset(
-                k[len(BUSINESS_UNIT_LABEL_PREFIX) :] for k in labels if k.startswith(BUSINESS_UNIT_LABEL_PREFIX)
-            ),
-            status=body.get("status") or {},
+            spec_json=_compact(spec),
+            group_ids=_names(labels, GROUP_LABEL_PREFIX),
+            team_labels=_names(labels, TEAM_LABEL_PREFIX),
+            unit_labels=_names(labels, BUSINESS_UNIT_LABEL_PREFIX),
+            status_json=_compact(body.get("status") or {}),
             generation=int(meta.get("generation") or 0),
             resource_version=int(meta.get("resourceVersion") or 0),
         )

@@ -123,8 +123,8 @@ class Store:
                 (SCIM_USERS, self.put_user),
             ]
             for resource, put in kinds:
-                items, _ = await kube.list(resource, namespace)
-                for item in items:
-                    put(item)
+                async for items, _ in kube.list_pages(resource, namespace):
+                    for item in items:
+                        put(item)
             self.seeded.set()
             on_seeded()

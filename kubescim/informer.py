@@ -1,6 +1,7 @@
 """List-then-watch loop feeding an in-memory cache: the gateway's read path never lists the API server.
 
-On start it lists (paged), hands the full set to `on_replace`, marks itself synced, then watches from
+On start it lists (paged), hands the full set to `on_replace` (or each page to `on_page`, then the
+names seen to `on_relisted`), marks itself synced, then watches from
 the list's resourceVersion, passing each event to `on_event`. A 410 Gone (or an ERROR event) triggers
 a fresh list; an unreachable API server is retried with capped exponential backoff. Bookmarks keep
 the resourceVersion current so a restarted watch rarely needs a relist.
@@ -20,6 +21,8 @@ from kubescim.kube import JSON, ApiError, ApiUnavailable, Kube, Resource
 log = logging.getLogger(__name__)
 EventHandler = Callable[[str, JSON], None]
 ReplaceHandler = Callable[[list[JSON], str], None]
+PageHandler = Callable[[list[JSON]], None]
+RelistedHandler = Callable[[set[str], str], None]
 
 
 def resource_version_int(obj: JSON) -> int:
@@ -37,8 +40,10 @@ class Informer:
         resource: Resource,
         namespace: str | None,
         *,
-        on_replace: ReplaceHandler,
+        on_replace: ReplaceHandler | None = None,
         on_event: EventHandler,
+        on_page: PageHandler | None = None,
+        on_relisted: RelistedHandler | None = None,
         field_selector: str | None = None,
         label_selector: str | None = None,
         on_error: Callable[[Exception], Awaitable[None] | None] | None = None,
@@ -46,7 +51,11 @@ class Informer:
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
+        if on_replace is None and (on_page is None or on_relisted is None):
+            raise ValueError("give on_replace, or on_page and on_relisted")
         self.on_replace = on_replace
+        self.on_page = on_page
+        self.on_relisted = on_relisted
         self.on_event = on_event
         self.field_selector = field_selector
         self.label_selector = label_selector
@@ -74,17 +83,29 @@ class Informer:
         return params
 
     async def _list(self) -> None:
+        """Paged. With on_page, each page is applied as it arrives and then on_relisted says which
+        names the list held: a large collection never sits in memory twice (raw and cached)."""
         items: list[JSON] = []
+        seen: set[str] = set()
         params = self._params()
         while True:
             page = await self.kube.request("GET", self.resource.path(self.namespace), params=params)
-            items.extend(page.get("items") or [])
+            page_items = page.get("items") or []
+            if self.on_page is not None:
+                seen.update(str(i.get("metadata", {}).get("name", "")) for i in page_items)
+                self.on_page(page_items)
+            else:
+                items.extend(page_items)
             meta = page.get("metadata", {})
             if not meta.get("continue"):
                 break
             params["continue"] = meta["continue"]
         self.resource_version = str(meta.get("resourceVersion", ""))
-        self.on_replace(items, self.resource_version)
+        if self.on_relisted is not None:
+            self.on_relisted(seen, self.resource_version)
+        else:
+            assert self.on_replace is not None
+            self.on_replace(items, self.resource_version)
         self.synced.set()
 
     async def _watch(self) -> None:

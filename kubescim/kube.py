@@ -28,6 +28,7 @@ import aiohttp
 import yaml
 
 JSON = dict[str, Any]
+Items = list[JSON]  # (a name: inside Kube, `list` is the method)
 PatchType = Literal["merge", "json", "strategic", "apply"]
 _PATCH_CONTENT_TYPES: dict[str, str] = {
     "merge": "application/merge-patch+json",
@@ -289,15 +290,33 @@ class Kube:
     ) -> tuple[list[JSON], str]:
         """All items (following `continue`), and the list's resourceVersion to watch from."""
         items: list[JSON] = []
+        version = ""
+        async for page_items, page_version in self.list_pages(
+            resource, namespace, label_selector=label_selector, limit=limit
+        ):
+            items.extend(page_items)
+            version = page_version
+        return items, version
+
+    async def list_pages(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        limit: int = 500,
+    ) -> AsyncIterator[tuple[Items, str]]:
+        """Each page's items as it arrives (with the list's resourceVersion, final on the last page):
+        for callers that keep a compact form and should not hold the raw collection at once."""
         params: dict[str, str | int] = {"limit": limit}
         if label_selector:
             params["labelSelector"] = label_selector
         while True:
             page = await self.request("GET", resource.path(namespace), params=params)
-            items.extend(page.get("items", []))
             meta = page.get("metadata", {})
+            yield list(page.get("items", [])), str(meta.get("resourceVersion", ""))
             if not meta.get("continue"):
-                return items, str(meta.get("resourceVersion", ""))
+                return
             params["continue"] = meta["continue"]
 
     async def current_version(self, resource: Resource, namespace: str | None = None) -> str:

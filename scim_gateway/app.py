@@ -80,14 +80,16 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics) -> Gateway:
             kube,
             SCIM_USERS,
             settings.namespace,
-            on_replace=index.users.replace_all,
+            on_page=index.users.apply_page,
+            on_relisted=index.users.drop_unseen,
             on_event=index.users.on_event,
         ),
         Informer(
             kube,
             SCIM_GROUPS,
             settings.namespace,
-            on_replace=index.groups.replace_all,
+            on_page=index.groups.apply_page,
+            on_relisted=index.groups.drop_unseen,
             on_event=index.groups.on_event,
         ),
     ]

@@ -10,6 +10,8 @@ late watch event from resurrecting something this replica just deleted.
 from __future__ import annotations
 
 import bisect
+import json
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,14 +19,18 @@ from typing import Any
 from kubescim.constants import GROUP_LABEL_PREFIX, LABEL_PROVIDER, LABEL_SCIM_ID
 from kubescim.informer import resource_version_int
 from kubescim.kube import JSON
+from kubescim.objects import GROUP_MEMBER_LABEL_VALUE
 from kubescim.scim.resources import fold
 
 SortKey = tuple[str, str]  # (creationTimestamp, id): new objects sort last, so paging is stable
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
-    """One cached ScimUser or ScimGroup."""
+    """One cached ScimUser or ScimGroup, kept compact: a replica holds every user of every provider.
+
+    The spec is kept as its JSON text (a third of the size of the parsed dicts) and parsed when a
+    request needs it; the fields the indexes need are kept parsed."""
 
     object_name: str
     scim_id: str
@@ -33,9 +39,17 @@ class Entry:
     resource_version: int
     created: str
     last_modified: str
-    spec: dict[str, Any]
-    labels: dict[str, str]
+    spec_json: bytes
+    groups: tuple[str, ...]  # SCIM ids of the groups a user is in (from its labels); () for groups
+    unique_value: str | None  # userName of a user, displayName of a group
+    external_id: str | None
     generation: int = 0
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """A fresh copy of the spec: callers may change it freely."""
+        spec: dict[str, Any] = json.loads(self.spec_json)
+        return spec
 
     @property
     def sort_key(self) -> SortKey:
@@ -46,7 +60,10 @@ class Entry:
         return f'W/"{self.resource_version}"'
 
     def group_ids(self) -> set[str]:
-        return {key[len(GROUP_LABEL_PREFIX) :] for key in self.labels if key.startswith(GROUP_LABEL_PREFIX)}
+        return set(self.groups)
+
+    def group_labels(self) -> dict[str, str]:
+        return {f"{GROUP_LABEL_PREFIX}{group_id}": GROUP_MEMBER_LABEL_VALUE for group_id in self.groups}
 
 
 def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
@@ -58,16 +75,24 @@ def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
         return None  # not made by a gateway (or mid-edit by hand): invisible to SCIM
     created = str(meta.get("creationTimestamp", ""))
     annotations = meta.get("annotations") or {}
+    spec = obj.get("spec") or {}
+    unique = spec.get("userName", spec.get("displayName"))
+    external_id = spec.get("externalId")
     return Entry(
         object_name=str(meta.get("name", "")),
         scim_id=scim_id,
-        provider=provider,
+        provider=sys.intern(str(provider)),
         uid=str(meta.get("uid", "")),
         resource_version=resource_version_int(obj),
-        created=created,
+        created=sys.intern(created),  # many objects share a creation second
         last_modified=str(annotations.get(last_modified_annotation) or created),
-        spec=dict(obj.get("spec") or {}),
-        labels=labels,
+        spec_json=json.dumps(spec, ensure_ascii=False, separators=(",", ":")).encode(),
+        # Group ids repeat across thousands of users: one string object each.
+        groups=tuple(
+            sorted(sys.intern(k[len(GROUP_LABEL_PREFIX) :]) for k in labels if k.startswith(GROUP_LABEL_PREFIX))
+        ),
+        unique_value=unique if isinstance(unique, str) else None,
+        external_id=external_id if isinstance(external_id, str) else None,
         generation=int(meta.get("generation") or 0),
     )
 
@@ -104,12 +129,12 @@ class Collection:
         self.listeners: list[Any] = []
 
     def _unique_key(self, entry: Entry) -> tuple[str, str] | None:
-        value = entry.spec.get(self.unique_attribute)
-        return (entry.provider, fold(value)) if isinstance(value, str) else None
+        value = entry.unique_value
+        return (entry.provider, fold(value)) if value is not None else None
 
     def _external_key(self, entry: Entry) -> tuple[str, str] | None:
-        value = entry.spec.get("externalId")
-        return (entry.provider, value) if isinstance(value, str) else None
+        value = entry.external_id
+        return (entry.provider, value) if value is not None else None
 
     def _unlink(self, entry: Entry) -> None:
         self.by_id.pop(entry.scim_id, None)
@@ -176,8 +201,17 @@ class Collection:
                 listener(entry, None)
 
     def replace_all(self, objects: list[JSON], list_version: str) -> None:
-        """A fresh list: drop what is gone, apply the rest."""
-        seen = {str(o.get("metadata", {}).get("name", "")) for o in objects}
+        """A fresh list: apply it, drop what is gone."""
+        self.apply_page(objects)
+        self.drop_unseen({str(o.get("metadata", {}).get("name", "")) for o in objects}, list_version)
+
+    def apply_page(self, objects: list[JSON]) -> None:
+        """One page of a (re)list: upserts, never older than what is cached."""
+        for obj in objects:
+            self.upsert(obj)
+
+    def drop_unseen(self, seen: set[str], list_version: str) -> None:
+        """The (re)list is complete: what it did not hold, and we have no newer version of, is gone."""
         version = int(list_version) if list_version.isdigit() else 0
         for name, scim_id in list(self.by_object_name.items()):
             entry = self.by_id.get(scim_id)
@@ -185,8 +219,6 @@ class Collection:
                 self._unlink(entry)
                 for listener in self.listeners:
                     listener(entry, None)
-        for obj in objects:
-            self.upsert(obj)
         self.prune_tombstones(version)
 
     def on_event(self, kind: str, obj: JSON) -> None:

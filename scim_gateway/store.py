@@ -124,7 +124,7 @@ class KubeStore:
     async def _rename_user(self, current: Entry, spec: ScimUserSpec) -> Entry:
         # Create under the new name first (409 if that userName is taken), then delete the old object:
         # at no point is the user absent, and a retry after a crash in between finds the new object.
-        labels = {k: v for k, v in current.labels.items() if k.startswith(GROUP_LABEL_PREFIX)}
+        labels = current.group_labels()
         try:
             created = await self.kube.create(
                 SCIM_USERS, scim_user_object(spec, current.scim_id, labels), self.namespace
