@@ -6,6 +6,7 @@ engine does every write, explicitly, through the shared Kubernetes client.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -33,12 +34,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    # List in pages: Kopf otherwise reads all 10,000 users in one response and holds it while it
+    # dispatches them.
+    settings.watching.chunk_size = 500
     settings.networking.request_timeout = 60
     settings.peering.name = config.peering
     settings.peering.priority = config.priority
     settings.peering.standalone = config.standalone
     settings.peering.lifetime = config.peering_lifetime_seconds
     settings.posting.level = logging.WARNING
+    # A Kopf worker per object lingers this long after its last event: short, so the initial listing
+    # of every user does not keep 10,000 idle workers around.
+    settings.batching.idle_timeout = 1.0
     memo.config = config
     kube = Kube(KubeConfig.load(config.kubeconfig))
     memo.engine = Engine(kube, config)
@@ -97,9 +104,27 @@ def _deleted(event: kopf.RawEvent) -> bool:
     return event.get("type") == "DELETED"
 
 
+def _seed_in_background(memo: kopf.Memo) -> None:
+    if getattr(memo, "seeding", None) is None:
+        engine: Engine = memo.engine
+        store: Store = memo.store
+        memo.seeding = asyncio.create_task(
+            store.seed(engine.kube, engine.settings.namespace, lambda: engine.start(store.indexes()))
+        )
+
+
 @kopf.on.event(GROUP, VERSION, "scimusers")
 async def on_user(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
-    engine, store = await _ready(memo)
+    engine: Engine = memo.engine
+    store: Store = memo.store
+    if not store.seeded.is_set():
+        # Kopf's initial listing delivers every user at once. Waiting here for the seed would keep
+        # 10,000 raw bodies (and Kopf workers) alive: 20 KiB per user at peak. The store takes the
+        # event now (compact, resourceVersion-guarded against the seed's own copy), and when the
+        # seed completes the engine recomputes everyone anyway.
+        store.put_user(_object(event), _deleted(event))
+        _seed_in_background(memo)
+        return
     previous = store.users.get(name)
     before = previous[0] if previous else None
     record = store.put_user(_object(event), _deleted(event))
