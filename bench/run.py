@@ -908,6 +908,16 @@ def markdown(results: dict[str, Any]) -> str:
             "persisting every write to etcd through the API server.",
             "",
         ]
+    durations = results.get("durations_s")
+    if durations:
+        total = sum(durations.values())
+        parts = ", ".join(f"{name} {seconds} s" for name, seconds in durations.items())
+        lines += [
+            "## Run time",
+            "",
+            f"{round(total / 60, 1)} minutes of scenarios ({parts}); plus the control plane's start.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -933,7 +943,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 started = time.perf_counter()
                 print(f"bench: {name} ...", flush=True)
                 results[name] = await scenario(plane, kube, sizes)
-                print(f"bench: {name} done in {time.perf_counter() - started:.0f} s", flush=True)
+                elapsed = time.perf_counter() - started
+                results.setdefault("durations_s", {})[name] = round(elapsed)
+                print(f"bench: {name} done in {elapsed:.0f} s", flush=True)
                 write_results(args.out, {**results, "machine_end": machine()})  # keep what is done
     finally:
         await asyncio.to_thread(plane.stop)

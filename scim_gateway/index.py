@@ -114,6 +114,40 @@ class _Ordered:
             del self.keys[position]
 
 
+class _Lookup:
+    """key -> SCIM ids. Almost always one id, kept as a plain string: a set would cost 216 bytes per
+    user, more than the rest of its index entries."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, str | tuple[str, ...]] = {}
+
+    def add(self, key: str, scim_id: str) -> None:
+        current = self._ids.get(key)
+        if current is None:
+            self._ids[key] = scim_id
+        elif isinstance(current, str):
+            if current != scim_id:
+                self._ids[key] = (current, scim_id)
+        elif scim_id not in current:
+            self._ids[key] = (*current, scim_id)
+
+    def discard(self, key: str, scim_id: str) -> None:
+        current = self._ids.get(key)
+        if current is None:
+            return
+        rest = tuple(i for i in ((current,) if isinstance(current, str) else current) if i != scim_id)
+        if not rest:
+            del self._ids[key]
+        else:
+            self._ids[key] = rest[0] if len(rest) == 1 else rest
+
+    def get(self, key: str) -> tuple[str, ...]:
+        current = self._ids.get(key)
+        if current is None:
+            return ()
+        return (current,) if isinstance(current, str) else current
+
+
 class Collection:
     """Users or groups: by id, by object name, by a folded unique key, in order, per provider."""
 
@@ -122,19 +156,19 @@ class Collection:
         self.unique_attribute = unique_attribute
         self.by_id: dict[str, Entry] = {}
         self.by_object_name: dict[str, str] = {}
-        self.by_unique: dict[tuple[str, str], set[str]] = defaultdict(set)
-        self.by_external_id: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.by_unique = _Lookup()  # "provider\0folded userName/displayName" -> ids
+        self.by_external_id = _Lookup()  # "provider\0externalId" -> ids
         self.ordered: dict[str, _Ordered] = defaultdict(_Ordered)
         self.tombstones: dict[str, int] = {}  # object name -> resourceVersion of its deletion
         self.listeners: list[Any] = []
 
-    def _unique_key(self, entry: Entry) -> tuple[str, str] | None:
+    def _unique_key(self, entry: Entry) -> str | None:
         value = entry.unique_value
-        return (entry.provider, fold(value)) if value is not None else None
+        return f"{entry.provider}\0{fold(value)}" if value is not None else None
 
-    def _external_key(self, entry: Entry) -> tuple[str, str] | None:
+    def _external_key(self, entry: Entry) -> str | None:
         value = entry.external_id
-        return (entry.provider, value) if value is not None else None
+        return f"{entry.provider}\0{value}" if value is not None else None
 
     def _unlink(self, entry: Entry) -> None:
         self.by_id.pop(entry.scim_id, None)
@@ -145,9 +179,7 @@ class Collection:
             (self.by_external_id, self._external_key(entry)),
         ):
             if key is not None:
-                index[key].discard(entry.scim_id)
-                if not index[key]:
-                    del index[key]
+                index.discard(key, entry.scim_id)
         self.ordered[entry.provider].remove(entry.sort_key)
 
     def _link(self, entry: Entry) -> None:
@@ -158,7 +190,7 @@ class Collection:
             (self.by_external_id, self._external_key(entry)),
         ):
             if key is not None:
-                index[key].add(entry.scim_id)
+                index.add(key, entry.scim_id)
         self.ordered[entry.provider].add(entry.sort_key)
 
     def upsert(self, obj: JSON) -> Entry | None:
@@ -233,10 +265,10 @@ class Collection:
             self.tombstones = {n: v for n, v in self.tombstones.items() if v > watched_version}
 
     def find_unique(self, provider: str, value: str) -> list[Entry]:
-        return [self.by_id[i] for i in self.by_unique.get((provider, fold(value)), ()) if i in self.by_id]
+        return [self.by_id[i] for i in self.by_unique.get(f"{provider}\0{fold(value)}") if i in self.by_id]
 
     def find_external(self, provider: str, value: str) -> list[Entry]:
-        return [self.by_id[i] for i in self.by_external_id.get((provider, value), ()) if i in self.by_id]
+        return [self.by_id[i] for i in self.by_external_id.get(f"{provider}\0{value}") if i in self.by_id]
 
     def in_order(self, provider: str) -> list[Entry]:
         return [self.by_id[key[1]] for key in self.ordered[provider].keys if key[1] in self.by_id]

@@ -50,6 +50,11 @@ def test_page_matches_an_ordered_scan(ops: list[tuple[str, int, int, str]], star
         assert collection.count(provider) == len(ordered)
         assert collection.page(provider, start - 1, count) == ordered[start - 1 : start - 1 + count]
         assert all(e.provider == provider for e in ordered)
+        for entry in ordered:  # the userName index finds every cached user, case-insensitively
+            assert entry.unique_value is not None
+            assert collection.find_unique(provider, entry.unique_value.upper()) == [entry]
+    total = len(collection.by_id)
+    assert total == collection.count("okta") + collection.count("other")
 
 
 def test_a_stale_event_never_replaces_a_newer_object() -> None:
@@ -61,3 +66,18 @@ def test_a_stale_event_never_replaces_a_newer_object() -> None:
     collection.upsert(user(1, 9))  # a late event from before the deletion does not resurrect it
     assert collection.page("okta", 0, 10) == []
     assert collection.count("okta") == 0
+
+
+def test_lookup_keeps_colliding_ids_and_forgets_removed_ones() -> None:
+    from scim_gateway.index import _Lookup
+
+    lookup = _Lookup()
+    lookup.add("okta\0strasse", "a")
+    lookup.add("okta\0strasse", "b")  # ß/SS fold together: two users may collide until one is fixed
+    lookup.add("okta\0strasse", "b")
+    assert lookup.get("okta\0strasse") == ("a", "b")
+    lookup.discard("okta\0strasse", "a")
+    assert lookup.get("okta\0strasse") == ("b",)
+    lookup.discard("okta\0strasse", "b")
+    lookup.discard("okta\0strasse", "b")
+    assert lookup.get("okta\0strasse") == ()
