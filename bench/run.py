@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -785,6 +786,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _commit() -> str:
+    """The code measured: the commit, marked dirty when the working tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "missed"
 
@@ -796,6 +811,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {results['machine_start']['cores']} cores, load {results['machine_start']['load_avg_1m']} at start, "
         f"{results['machine_end']['load_avg_1m']} at end; {results['machine_start']['platform']}. Medians of "
         f"{results['repeats']} runs. Client, API server, etcd, gateway and operator share the machine.",
+        "",
+        f"Code: {results.get('commit', 'unknown')}.",
         "",
     ]
     write = results.get("write_path")
@@ -923,7 +940,12 @@ def markdown(results: dict[str, Any]) -> str:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     sizes = SMOKE if args.smoke else FULL if args.full else DEFAULT
-    results: dict[str, Any] = {"sizes": sizes.name, "repeats": sizes.repeats, "machine_start": machine()}
+    results: dict[str, Any] = {
+        "sizes": sizes.name,
+        "repeats": sizes.repeats,
+        "commit": _commit(),
+        "machine_start": machine(),
+    }
     plane = ControlPlane()
     await asyncio.to_thread(plane.start)
     try:

@@ -85,7 +85,7 @@ def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
         uid=str(meta.get("uid", "")),
         resource_version=resource_version_int(obj),
         created=sys.intern(created),  # many objects share a creation second
-        last_modified=str(annotations.get(last_modified_annotation) or created),
+        last_modified=sys.intern(str(annotations.get(last_modified_annotation) or created)),
         spec_json=json.dumps(spec, ensure_ascii=False, separators=(",", ":")).encode(),
         # Group ids repeat across thousands of users: one string object each.
         groups=tuple(
