@@ -10,6 +10,7 @@ rules of the same kind for that user. The result does not depend on the order ru
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -254,6 +255,21 @@ class Grant:
     business_unit: str | None = None
 
 
+@functools.lru_cache(maxsize=65536)
+def provenance_of(
+    kind: ProvenanceKind,
+    *,
+    rule: str | None = None,
+    attribute: str | None = None,
+    group: str | None = None,
+    value: str | None = None,
+    team: str | None = None,
+) -> Provenance:
+    """One shared (immutable) Provenance per distinct reason: thousands of users are in a team for the
+    same reason, and a pydantic model per user and team cost ~3 KiB per user (tracemalloc)."""
+    return Provenance(kind=kind, rule=rule, attribute=attribute, group=group, value=value, team=team)
+
+
 @dataclass(frozen=True)
 class RuleIssue:
     rule: str
@@ -289,8 +305,8 @@ def _apply_rule(rule: Rule, user: UserFacts, issues: list[RuleIssue]) -> list[Gr
                 continue
         if name is None or name in grants:
             continue
-        provenance = Provenance(
-            kind=kind,
+        provenance = provenance_of(
+            kind,
             rule=rule.name,
             attribute=spec.attribute if kind == ProvenanceKind.ATTRIBUTE else None,
             group=value if kind == ProvenanceKind.GROUP else None,
@@ -344,13 +360,13 @@ def compose(
         (teams if grant.kind == "Team" else units).setdefault(grant.target, []).append(grant.provenance)
     if user.active:
         for team in manual_teams:
-            teams.setdefault(team, []).append(Provenance(kind=ProvenanceKind.MANUAL))
+            teams.setdefault(team, []).append(provenance_of(ProvenanceKind.MANUAL))
         for unit in manual_units:
-            units.setdefault(unit, []).append(Provenance(kind=ProvenanceKind.MANUAL))
+            units.setdefault(unit, []).append(provenance_of(ProvenanceKind.MANUAL))
     for team in sorted(teams):
         rollup = team_units.get(team)
         if rollup:
-            units.setdefault(rollup, []).append(Provenance(kind=ProvenanceKind.TEAM, team=team))
+            units.setdefault(rollup, []).append(provenance_of(ProvenanceKind.TEAM, team=team))
     return Desired(
         teams={name: tuple(_unique(p)) for name, p in sorted(teams.items())},
         business_units={name: tuple(_unique(p)) for name, p in sorted(units.items())},
