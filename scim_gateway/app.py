@@ -442,6 +442,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description="SCIM 2.0 (RFC 7643/7644) Users and Groups, stored as Kubernetes custom resources.",
         lifespan=lifespan,
         default_response_class=ScimResponse,
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+        },
     )
     app.include_router(scim, prefix="/scim/v2")
     app.include_router(scim, prefix="/providers/{provider}/scim/v2", dependencies=[Depends(provider_path)])

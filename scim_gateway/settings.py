@@ -34,5 +34,10 @@ class GatewaySettings(BaseSettings):
     default_page_size: int = 100
     patch_response_member_limit: int = 10_000
     api_timeout_seconds: float = 20.0
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry traces, metrics and logs (when a provider is configured). "
+        "Off by default: the gateway exports Prometheus metrics, and the per-request check cost ~4% of its CPU.",
+    )
     log_level: str = "INFO"
     log_json: bool = True
