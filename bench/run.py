@@ -95,6 +95,17 @@ def summary(latencies: list[float], wall: float) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU a process has used so far (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(statistics.median(r[key] for r in runs), 2) for key in runs[0]}
 
@@ -254,6 +265,11 @@ async def bench_write_path(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dic
     try:
         for concurrency in (1, 8, 32):
             direct_runs, gateway_runs, patch_runs, label_runs = [], [], [], []
+            # CPU per request of each process: on two shared cores the throughput ratio is bounded by
+            # how the gateway's CPU compares with the API server's, which this shows directly.
+            cpu: dict[str, float] = {"direct_apiserver": 0.0, "gateway": 0.0, "gateway_apiserver": 0.0}
+            apiserver_pid = plane.pid("kube-apiserver")
+            gateway_pid = env.gateway.process.pid if env.gateway.process else None
             for _ in range(sizes.write_repeats):
                 n = sizes.write_requests
                 tag = uuid.uuid4().hex[:6]
@@ -266,8 +282,10 @@ async def bench_write_path(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dic
                     return create
 
                 start = time.perf_counter()
+                before = cpu_seconds(apiserver_pid)
                 latencies = await bounded(concurrency, [direct_job(i) for i in range(n)])
                 direct_runs.append(summary(latencies, time.perf_counter() - start))
+                cpu["direct_apiserver"] += cpu_seconds(apiserver_pid) - before
 
                 async with env.scim(concurrency) as client:
                     ids: list[str] = []
@@ -288,8 +306,11 @@ async def bench_write_path(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dic
                         return post
 
                     start = time.perf_counter()
+                    before_api, before_gateway = cpu_seconds(apiserver_pid), cpu_seconds(gateway_pid)
                     latencies = await bounded(concurrency, [post_job(i) for i in range(n)])
                     gateway_runs.append(summary(latencies, time.perf_counter() - start))
+                    cpu["gateway_apiserver"] += cpu_seconds(apiserver_pid) - before_api
+                    cpu["gateway"] += cpu_seconds(gateway_pid) - before_gateway
 
                     group = (await client.post("/Groups", json={"displayName": f"bench-{tag}"})).json()["id"]
 
@@ -338,6 +359,9 @@ async def bench_write_path(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dic
                 "p50_overhead_ms": round(gateway["p50_ms"] - direct["p50_ms"], 2),
                 "direct_label_patch": median_of(label_runs),
                 "gateway_member_patch": median_of(patch_runs),
+                "cpu_ms_per_request": {
+                    k: round(v * 1000 / (sizes.write_requests * sizes.write_repeats), 2) for k, v in cpu.items()
+                },
             }
     finally:
         env.gateway.stop()
@@ -835,6 +859,17 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{f['gateway_post_users']['p99_ms']} | {f['gateway_member_patch']['throughput_per_s']} | "
                 f"{f['direct_label_patch']['throughput_per_s']} |"
             )
+        lines += [
+            "",
+            "CPU per request (ms, from /proc; the machine's two cores are shared, so the ratio above is bounded by these):",
+            "",
+            "| concurrency | API server per direct create | API server per gateway POST | gateway per POST |",
+            "|---|---|---|---|",
+        ]
+        for level, f in write["levels"].items():
+            c = f.get("cpu_ms_per_request")
+            if c:
+                lines.append(f"| {level} | {c['direct_apiserver']} | {c['gateway_apiserver']} | {c['gateway']} |")
         lines.append("")
     read = results.get("read_path")
     if read:

@@ -282,6 +282,11 @@ class ControlPlane:
             time.sleep(0.2)
         raise TimeoutError(f"kube-apiserver not ready after {timeout}s ({last_error})")
 
+    def pid(self, name: str) -> int | None:
+        """The process id of "etcd" or "kube-apiserver" (for CPU accounting in benchmarks)."""
+        process = self._processes.get(name)
+        return process.pid if process is not None and process.poll() is None else None
+
     def tail_log(self, name: str, lines: int = 40) -> str:
         path = self.log_path(name)
         if not path.exists():
