@@ -13,6 +13,7 @@ for Kopf.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib.metadata
 import json
@@ -37,6 +38,7 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
     "apply": "application/apply-patch+yaml",
 }
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+READ_RETRIES_ON_429 = 5
 
 
 def _user_agent() -> str:
@@ -252,19 +254,26 @@ class Kube:
         headers = self._headers(content_type if content is not None else None)
         if accept:
             headers["Accept"] = accept
-        try:
-            async with self._http().request(
-                method,
-                self.config.server + path,
-                data=content,
-                params=params,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout, connect=5.0) if timeout is not None else self._timeout,
-            ) as response:
-                status = response.status
-                raw = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise ApiUnavailable(f"{method} {path}: {type(error).__name__}: {error}") from error
+        for attempt in range(READ_RETRIES_ON_429 + 1):
+            try:
+                async with self._http().request(
+                    method,
+                    self.config.server + path,
+                    data=content,
+                    params=params,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout, connect=5.0) if timeout is not None else self._timeout,
+                ) as response:
+                    status = response.status
+                    retry_after = response.headers.get("Retry-After", "")
+                    raw = await response.read()
+            except (TimeoutError, aiohttp.ClientError) as error:
+                raise ApiUnavailable(f"{method} {path}: {type(error).__name__}: {error}") from error
+            # A read refused with 429 (priority and fairness, or a watch cache re-initialising under a
+            # burst of writes: seen at 100,000 users) is safe to repeat after the pause it asks for.
+            if status != 429 or method != "GET" or attempt == READ_RETRIES_ON_429:
+                break
+            await asyncio.sleep(min(float(retry_after) if retry_after.isdigit() else 1.0, 2.0))
         if status >= 500 or status == 429:
             raise ApiUnavailable(f"{method} {path}: HTTP {status}")
         try:
