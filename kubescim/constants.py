@@ -38,6 +38,8 @@ CREATED_BY_OPERATOR: Final = "kubescim-operator"
 
 # --- annotations --------------------------------------------------------------------------------
 ANNOTATION_LAST_MODIFIED: Final = f"{GROUP}/last-modified"
+# On a renamed user's new object: "<old object name>/<old uid>", so every cache buries the old one.
+ANNOTATION_RENAMED_FROM: Final = f"{GROUP}/renamed-from"
 ANNOTATION_SYNC_REQUESTED: Final = f"{GROUP}/sync-requested"
 ANNOTATION_ALLOW_MASS_DEACTIVATION: Final = f"{GROUP}/allow-mass-deactivation"
 

@@ -7,12 +7,14 @@ what makes userName unique across gateway replicas, client retries and the recon
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubescim.api.models import ScimGroupSpec, ScimUserSpec
 from kubescim.constants import (
     ANNOTATION_LAST_MODIFIED,
     API_VERSION,
+    GROUP_LABEL_PREFIX,
     LABEL_ACTIVE,
     LABEL_PROVIDER,
     LABEL_SCIM_ID,
@@ -22,6 +24,22 @@ from kubescim.constants import (
 from kubescim.scim.resources import user_object_name
 
 GROUP_MEMBER_LABEL_VALUE = "member"
+
+
+# --- the membership label codec: `group.identity.kubescim.dev/<group id>: member` on each member ---
+
+
+def group_label(group_id: str) -> str:
+    return f"{GROUP_LABEL_PREFIX}{group_id}"
+
+
+def membership_labels(group_ids: Iterable[str]) -> dict[str, str]:
+    return {group_label(g): GROUP_MEMBER_LABEL_VALUE for g in group_ids}
+
+
+def group_ids_from_labels(labels: Mapping[str, str]) -> list[str]:
+    """The SCIM ids of the groups a user's labels say it is in, sorted."""
+    return sorted(k[len(GROUP_LABEL_PREFIX) :] for k in labels if k.startswith(GROUP_LABEL_PREFIX))
 
 
 def now_iso() -> str:

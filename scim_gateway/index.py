@@ -10,18 +10,20 @@ late watch event from resurrecting something this replica just deleted.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubescim.constants import GROUP_LABEL_PREFIX, LABEL_PROVIDER, LABEL_SCIM_ID
+from kubescim.constants import ANNOTATION_RENAMED_FROM, GROUP_LABEL_PREFIX, LABEL_PROVIDER, LABEL_SCIM_ID
 from kubescim.informer import resource_version_int
 from kubescim.kube import JSON
-from kubescim.objects import GROUP_MEMBER_LABEL_VALUE
 from kubescim.scim.resources import fold
 
+# Late events of a deleted object arrive within milliseconds; a relist forgets all tombstones anyway.
+MAX_TOMBSTONES = 10_000
 SortKey = tuple[str, str]  # (creationTimestamp, id): new objects sort last, so paging is stable
 
 
@@ -57,13 +59,15 @@ class Entry:
 
     @property
     def version(self) -> str:
-        return f'W/"{self.resource_version}"'
+        """meta.version: a digest of what the SCIM representation is made of (attributes, group
+        memberships, lastModified; a group's member changes bump its lastModified). Not the
+        resourceVersion: the operator's status and label writes must not change a client's ETag."""
+        digest = hashlib.blake2b(self.spec_json, digest_size=8)
+        digest.update(("\0" + "\0".join(self.groups) + "\0" + self.last_modified).encode())
+        return f'W/"{digest.hexdigest()}"'
 
     def group_ids(self) -> set[str]:
         return set(self.groups)
-
-    def group_labels(self) -> dict[str, str]:
-        return {f"{GROUP_LABEL_PREFIX}{group_id}": GROUP_MEMBER_LABEL_VALUE for group_id in self.groups}
 
 
 def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
@@ -159,7 +163,10 @@ class Collection:
         self.by_unique = _Lookup()  # "provider\0folded userName/displayName" -> ids
         self.by_external_id = _Lookup()  # "provider\0externalId" -> ids
         self.ordered: dict[str, _Ordered] = defaultdict(_Ordered)
-        self.tombstones: dict[str, int] = {}  # object name -> resourceVersion of its deletion
+        # object name -> uid of the deleted object that had it: its late events must not resurrect it.
+        # (A custom resource's DELETE answers with a bare Status: there is no deletion revision to
+        # compare with, and the uid is exact anyway.) Forgotten at the next relist, or oldest first.
+        self.tombstones: dict[str, str] = {}
         self.listeners: list[Any] = []
 
     def _unique_key(self, entry: Entry) -> str | None:
@@ -195,20 +202,32 @@ class Collection:
 
     def upsert(self, obj: JSON) -> Entry | None:
         """Apply an object (watch event or our own write). Returns the entry now cached for it."""
+        meta = obj.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            # Being deleted (a finalizer holds it): already gone for SCIM.
+            self.bury(str(meta.get("name", "")), str(meta.get("uid", "")))
+            return None
         entry = entry_from_object(obj, self.annotation)
         if entry is None:
             return None
-        tombstone = self.tombstones.get(entry.object_name)
-        if tombstone is not None:
-            if entry.resource_version <= tombstone:
-                return None
-            del self.tombstones[entry.object_name]
+        dead = self.tombstones.get(entry.object_name)
+        if dead is not None:
+            if dead == entry.uid:
+                return None  # a late event of an object deleted since
+            del self.tombstones[entry.object_name]  # the name holds a new object now
         current = self.by_id.get(entry.scim_id)
+        predecessor = (meta.get("annotations") or {}).get(ANNOTATION_RENAMED_FROM)
+        first_sight = current is None or current.object_name != entry.object_name
+        if first_sight and isinstance(predecessor, str) and "/" in predecessor:
+            # A rename's new object: the old one is deleted, or about to be, whatever we see of it later.
+            old_name, _, old_uid = predecessor.partition("/")
+            self.bury(old_name, old_uid)
+            current = self.by_id.get(entry.scim_id)
         if current is not None:
-            if current.resource_version > entry.resource_version:
+            if current.object_name == entry.object_name and current.resource_version > entry.resource_version:
                 return current
-            if current.object_name != entry.object_name and current.resource_version == entry.resource_version:
-                return current
+            if current.object_name != entry.object_name and _newer_object(current, entry):
+                return current  # the older object of an interrupted rename
             self._unlink(current)
         previous = self.by_object_name.get(entry.object_name)
         if previous is not None and previous != entry.scim_id and previous in self.by_id:
@@ -218,19 +237,29 @@ class Collection:
             listener(current, entry)
         return entry
 
-    def remove(self, obj: JSON) -> None:
-        meta = obj.get("metadata", {})
-        name = str(meta.get("name", ""))
-        version = resource_version_int(obj)
-        self.tombstones[name] = max(version, self.tombstones.get(name, 0))
+    def bury(self, name: str, uid: str) -> None:
+        """This object is deleted (or about to be): drop it, and ignore its events from now on."""
+        self.tombstones.pop(name, None)
+        self.tombstones[name] = uid  # (re)inserted last: the oldest tombstones go first
+        if len(self.tombstones) > MAX_TOMBSTONES:
+            del self.tombstones[next(iter(self.tombstones))]
         scim_id = self.by_object_name.get(name)
-        if scim_id is None:
-            return
-        entry = self.by_id.get(scim_id)
-        if entry is not None and entry.object_name == name and entry.resource_version <= version:
+        entry = self.by_id.get(scim_id) if scim_id is not None else None
+        if entry is not None and entry.object_name == name and entry.uid == uid:
             self._unlink(entry)
             for listener in self.listeners:
                 listener(entry, None)
+
+    def unbury(self, name: str, uid: str) -> None:
+        """A delete we announced failed: the object's next event may show it again."""
+        if self.tombstones.get(name) == uid:
+            del self.tombstones[name]
+
+    def remove(self, obj: JSON) -> None:
+        """A DELETED event. The tombstone stays: a write's response from before the delete may
+        still be on its way to the write-through."""
+        meta = obj.get("metadata", {})
+        self.bury(str(meta.get("name", "")), str(meta.get("uid", "")))
 
     def replace_all(self, objects: list[JSON], list_version: str) -> None:
         """A fresh list: apply it, drop what is gone."""
@@ -251,18 +280,14 @@ class Collection:
                 self._unlink(entry)
                 for listener in self.listeners:
                     listener(entry, None)
-        self.prune_tombstones(version)
+        # A name the complete list no longer holds cannot send another event of its dead object.
+        self.tombstones = {n: u for n, u in self.tombstones.items() if n in seen}
 
     def on_event(self, kind: str, obj: JSON) -> None:
         if kind == "DELETED":
             self.remove(obj)
         else:
             self.upsert(obj)
-
-    def prune_tombstones(self, watched_version: int) -> None:
-        """Once the watch has passed a deletion, no older event for that object can arrive."""
-        if len(self.tombstones) > 1000:
-            self.tombstones = {n: v for n, v in self.tombstones.items() if v > watched_version}
 
     def find_unique(self, provider: str, value: str) -> list[Entry]:
         return [self.by_id[i] for i in self.by_unique.get(f"{provider}\0{fold(value)}") if i in self.by_id]
@@ -280,6 +305,13 @@ class Collection:
 
     def count(self, provider: str) -> int:
         return len(self.ordered[provider].keys)
+
+
+def _newer_object(a: Entry, b: Entry) -> bool:
+    """Of two objects carrying one SCIM id (a rename in flight), is `a` the newer? A rename creates
+    the new object after the old one, so creation order decides; resourceVersions of two different
+    objects say nothing (the old one may have been written to since)."""
+    return (a.created, a.resource_version) > (b.created, b.resource_version)
 
 
 class Index:

@@ -102,9 +102,13 @@ def _int_param(value: Any, name: str, default: int) -> int:
 def _check_if_match(entry: Entry, if_match: str | None) -> None:
     if if_match is None or if_match.strip() == "*":
         return
-    wanted = {tag.strip().removeprefix("W/").strip('"') for tag in if_match.split(",")}
-    if str(entry.resource_version) not in wanted:
+    wanted = {_opaque_tag(tag) for tag in if_match.split(",")}
+    if _opaque_tag(entry.version) not in wanted:
         raise ScimError(412, f"version mismatch: the resource is at {entry.version}")
+
+
+def _opaque_tag(tag: str) -> str:
+    return tag.strip().removeprefix("W/").strip('"')
 
 
 class ScimService:
@@ -159,19 +163,22 @@ class ScimService:
 
     # --- lookups --------------------------------------------------------------------------------
 
+    # A request addressed to one resource reads it from the API server (one GET): the index may lag
+    # behind a delete, rename or change made through another replica by a few milliseconds, and a
+    # client that was just answered 204 must get 404 everywhere (RFC 7644 §3.6).
+
     async def get_user_entry(self, provider: str, scim_id: str) -> Entry:
-        entry = self.index.users.by_id.get(scim_id)
-        if entry is None or entry.provider != provider:
-            entry = await self.store.fetch_by_id(scim_id, provider)
-        if entry is None or entry.provider != provider:
+        cached = self.index.users.by_id.get(scim_id)
+        entry = await self.store.fetch_user(
+            provider, scim_id, cached if cached and cached.provider == provider else None
+        )
+        if entry is None:
             raise not_found(f"User {scim_id} not found")
         return entry
 
     async def get_group_entry(self, provider: str, scim_id: str) -> Entry:
-        entry = self.index.groups.by_id.get(scim_id)
-        if entry is None or entry.provider != provider:
-            entry = await self.store.fetch_by_id(scim_id, provider, groups=True)
-        if entry is None or entry.provider != provider:
+        entry = await self.store.fetch_group(provider, scim_id)
+        if entry is None:
             raise not_found(f"Group {scim_id} not found")
         return entry
 
@@ -180,13 +187,13 @@ class ScimService:
         if query.filter is not None:
             unique = equality_lookup(query.filter, "userName" if users else "displayName")
             if isinstance(unique, str):
-                found = collection.find_unique(provider, unique)
-                if not found and users:
-                    # Okta checks before it creates, possibly on another replica than the one that
-                    # created: a miss here goes to the API server (one GET of a derived name).
+                if users:
+                    # Okta checks before it creates (and links to what it finds), possibly on another
+                    # replica than the one that created or deleted: ask the API server (one GET of
+                    # the name the userName derives), never the cache alone.
                     fetched = await self.store.fetch_user_by_name(user_object_name(provider, unique))
-                    found = [fetched] if fetched is not None and fetched.provider == provider else []
-                return found
+                    return [fetched] if fetched is not None and fetched.provider == provider else []
+                return collection.find_unique(provider, unique)
             external = equality_lookup(query.filter, "externalId")
             if isinstance(external, str):
                 return collection.find_external(provider, external)
@@ -347,7 +354,7 @@ class ScimService:
         for scim_id in sorted(ids):
             entry = self.index.users.by_id.get(scim_id)
             if entry is None or entry.provider != provider:
-                entry = await self.store.fetch_by_id(scim_id, provider)
+                entry = await self.store.fetch_user(provider, scim_id, None)
             if entry is None:
                 unknown.append(scim_id)
             else:

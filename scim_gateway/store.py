@@ -1,45 +1,44 @@
-"""Storage adapter: ScimUser / ScimGroup objects in the Kubernetes API. The only module that writes them.
+"""The gateway's storage adapter: the shared ScimStorage (the one writer of ScimUser / ScimGroup),
+plus what only the gateway needs — SCIM errors for what the client must fix, fresh reads for
+requests addressed to one resource, and write-through to this replica's index.
 
 Every method either completes its write in the API server or raises: ScimError for what the client
-must fix (409 uniqueness, 412 precondition), ApiUnavailable when the API server cannot be reached
-(answered 503 + Retry-After). Successful writes are applied to the index at once (write-through).
+must fix (409 uniqueness, 412 precondition, 400 invalid), ApiUnavailable when the API server cannot
+be reached (answered 503 + Retry-After).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
 
 from kubescim.api.models import ScimGroupSpec, ScimUserSpec
-from kubescim.constants import (
-    ANNOTATION_LAST_MODIFIED,
-    GROUP_LABEL_PREFIX,
-    LABEL_PROVIDER,
-    LABEL_SCIM_ID,
-    SCIM_GROUPS,
-    SCIM_USERS,
-)
-from kubescim.kube import JSON, ApiError, Kube
-from kubescim.objects import (
-    GROUP_MEMBER_LABEL_VALUE,
-    escape_pointer,
-    now_iso,
-    replace_user_spec_patch,
-    scim_group_object,
-    scim_user_object,
-)
+from kubescim.constants import SCIM_GROUPS, SCIM_USERS
+from kubescim.kube import JSON, Kube, Resource
 from kubescim.scim.errors import ScimError, ScimType, conflict, not_found
 from kubescim.scim.resources import user_object_name
-from scim_gateway.index import Entry, Index
+from kubescim.storage import (
+    ConcurrentChange,
+    DeletionPending,
+    InvalidObject,
+    NameTaken,
+    ObjectGone,
+    ObjectRef,
+    ScimStorage,
+)
+from scim_gateway.index import Collection, Entry, Index
 
-MEMBER_LABEL_VALUE = GROUP_MEMBER_LABEL_VALUE
-FIELD_MANAGER = "kubescim-gateway"
+# A user id that keeps pointing at another object after this many deletes is a bug, not a race.
+MAX_DELETE_ROUNDS = 3
 
 
-def _invalid(error: ApiError, what: str) -> ScimError:
+def _ref(entry: Entry) -> ObjectRef:
+    return ObjectRef(entry.object_name, entry.uid)
+
+
+def _invalid(error: InvalidObject, what: str) -> ScimError:
     # The API server's schema is stricter than anything we forgot to check: its message is precise.
-    return ScimError(400, f"invalid {what}: {error.message[:500]}", ScimType.INVALID_VALUE)
+    return ScimError(400, f"invalid {what}: {error}", ScimType.INVALID_VALUE)
 
 
 class KubeStore:
@@ -47,19 +46,70 @@ class KubeStore:
         self.kube = kube
         self.namespace = namespace
         self.index = index
+        self.storage = ScimStorage(kube, namespace)
         self._writes = asyncio.Semaphore(write_concurrency)
 
-    # --- users ----------------------------------------------------------------------------------
+    # --- fresh reads --------------------------------------------------------------------------------
 
-    async def create_user(self, spec: ScimUserSpec, scim_id: str, labels: dict[str, str] | None = None) -> Entry:
+    async def fetch_user_by_name(self, object_name: str) -> Entry | None:
+        """The object a userName maps to, straight from the API server (and into the index)."""
+        obj = await self.storage.get(SCIM_USERS, object_name)
+        if obj is None:
+            self._forget(self.index.users, object_name)
+            return None
+        return self.index.users.upsert(obj)
+
+    async def fetch_user(self, provider: str, scim_id: str, cached: Entry | None) -> Entry | None:
+        """The user as the API server has it now. A request addressed to one user must not act on a
+        cached copy another replica has deleted, renamed or changed since: one GET by the cached
+        name, and a lookup by id label when that name no longer holds the user."""
+        if cached is not None:
+            obj = await self.storage.get(SCIM_USERS, cached.object_name)
+            if obj is None:
+                self.index.users.bury(cached.object_name, cached.uid)
+            else:
+                entry = self.index.users.upsert(obj)
+                if entry is not None and entry.scim_id == scim_id and entry.object_name == cached.object_name:
+                    return entry if entry.provider == provider else None
+        if not _label_value_ok(scim_id):
+            return None  # not an id we could have issued
+        objects = await self.storage.users_with_id(provider, scim_id)
+        if not objects:
+            return None
+        for stale in objects[:-1]:
+            # An interrupted rename left its old object behind: finish it.
+            await self._delete(
+                SCIM_USERS, ObjectRef(stale["metadata"]["name"], stale["metadata"]["uid"]), self.index.users
+            )
+        entry = self.index.users.upsert(objects[-1])
+        return entry if entry is not None and entry.provider == provider else None
+
+    async def fetch_group(self, provider: str, scim_id: str) -> Entry | None:
+        if not _name_ok(scim_id):
+            return None  # not an id we could have issued (and not safe in a URL path)
+        obj = await self.storage.get(SCIM_GROUPS, scim_id)
+        if obj is None:
+            self._forget(self.index.groups, scim_id)
+            return None
+        entry = self.index.groups.upsert(obj)
+        return entry if entry is not None and entry.provider == provider else None
+
+    @staticmethod
+    def _forget(collection: Collection, object_name: str) -> None:
+        scim_id = collection.by_object_name.get(object_name)
+        entry = collection.by_id.get(scim_id) if scim_id is not None else None
+        if entry is not None:
+            collection.bury(object_name, entry.uid)
+
+    # --- users --------------------------------------------------------------------------------------
+
+    async def create_user(self, spec: ScimUserSpec, scim_id: str) -> Entry:
         try:
-            created = await self.kube.create(SCIM_USERS, scim_user_object(spec, scim_id, labels), self.namespace)
-        except ApiError as error:
-            if error.status == 409:
-                raise conflict(f"userName {spec.user_name!r} is already in use") from None
-            if error.status in (400, 422):
-                raise _invalid(error, "User") from None
-            raise
+            created = await self.storage.create_user(spec, scim_id)
+        except NameTaken:
+            raise conflict(f"userName {spec.user_name!r} is already in use") from None
+        except InvalidObject as error:
+            raise _invalid(error, "User") from None
         return self._cached_user(created)
 
     def _cached_user(self, obj: JSON) -> Entry:
@@ -67,163 +117,103 @@ class KubeStore:
         assert entry is not None
         return entry
 
-    async def fetch_user_by_name(self, object_name: str) -> Entry | None:
-        """Read-your-writes fallback: the object a userName maps to, straight from the API server."""
-        try:
-            obj = await self.kube.get(SCIM_USERS, object_name, self.namespace)
-        except ApiError as error:
-            if error.not_found:
-                return None
-            raise
-        return self.index.users.upsert(obj)
-
-    async def fetch_by_id(self, scim_id: str, provider: str, *, groups: bool = False) -> Entry | None:
-        """Read-your-writes fallback for a cache miss on an id written by another replica."""
-        if groups:
-            if not _name_ok(scim_id):
-                return None  # not an id we could have issued (and not safe in a URL path)
-            try:
-                obj = await self.kube.get(SCIM_GROUPS, scim_id, self.namespace)
-            except ApiError as error:
-                if error.not_found or error.status == 400:
-                    return None
-                raise
-            entry = self.index.groups.upsert(obj)
-        else:
-            if not _label_value_ok(scim_id):
-                return None
-            items, _ = await self.kube.list(
-                SCIM_USERS,
-                self.namespace,
-                label_selector=f"{LABEL_SCIM_ID}={scim_id},{LABEL_PROVIDER}={provider}",
-            )
-            entry = None
-            for item in sorted(items, key=lambda o: int(o["metadata"].get("resourceVersion", "0"))):
-                entry = self.index.users.upsert(item)
-        return entry if entry is not None and entry.provider == provider else None
-
     async def update_user(self, current: Entry, spec: ScimUserSpec, generation_guard: int | None = None) -> Entry:
         """Replace the user's attributes. A changed (case-folded) userName moves the object to its new name."""
-        if user_object_name(spec.provider, spec.user_name) != current.object_name:
-            return await self._rename_user(current, spec)
-        operations = replace_user_spec_patch(spec, generation_guard)
         try:
-            updated = await self.kube.patch(
-                SCIM_USERS, current.object_name, operations, self.namespace, patch_type="json"
-            )
-        except ApiError as error:
-            if error.not_found:
-                raise not_found(f"User {current.scim_id} not found") from None
-            if error.status in (409, 422) and generation_guard is not None and "test" in error.message.lower():
-                raise ScimError(409, "the user changed concurrently; retry", ScimType.INVALID_VALUE) from None
-            if error.status in (400, 422):
-                raise _invalid(error, "User") from None
-            raise
-        return self._cached_user(updated)
-
-    async def _rename_user(self, current: Entry, spec: ScimUserSpec) -> Entry:
-        # Create under the new name first (409 if that userName is taken), then delete the old object:
-        # at no point is the user absent, and a retry after a crash in between finds the new object.
-        labels = current.group_labels()
-        try:
-            created = await self.kube.create(
-                SCIM_USERS, scim_user_object(spec, current.scim_id, labels), self.namespace
-            )
-        except ApiError as error:
-            if error.status == 409:
-                raise conflict(f"userName {spec.user_name!r} is already in use") from None
-            if error.status in (400, 422):
-                raise _invalid(error, "User") from None
-            raise
-        entry = self._cached_user(created)
-        await self._delete(SCIM_USERS, current.object_name, current.uid, self.index.users)
-        return entry
+            if user_object_name(spec.provider, spec.user_name) != current.object_name:
+                # Bury the old object before its delete goes out: its late events must not bring it back.
+                self.index.users.bury(current.object_name, current.uid)
+                try:
+                    obj = await self.storage.rename_user(_ref(current), spec, current.scim_id, current.groups)
+                except BaseException:
+                    self.index.users.unbury(current.object_name, current.uid)
+                    raise
+            else:
+                obj = await self.storage.replace_user(_ref(current), spec, generation=generation_guard)
+        except NameTaken:
+            raise conflict(f"userName {spec.user_name!r} is already in use") from None
+        except InvalidObject as error:
+            raise _invalid(error, "User") from None
+        except ObjectGone:
+            raise not_found(f"User {current.scim_id} not found") from None
+        except ConcurrentChange:
+            raise ScimError(409, "the user changed concurrently; retry", ScimType.INVALID_VALUE) from None
+        except DeletionPending as error:
+            raise ScimError(503, f"the user's old object is still being deleted ({error}); retry") from None
+        return self._cached_user(obj)
 
     async def delete_user(self, entry: Entry) -> None:
-        await self._delete(SCIM_USERS, entry.object_name, entry.uid, self.index.users)
+        """Gone from the API server before this returns. The entry was just read fresh; if its object
+        was gone by the time the delete arrived, whatever object carries the id now goes too."""
+        target: Entry | None = entry
+        for _ in range(MAX_DELETE_ROUNDS):
+            if target is None:
+                return
+            if await self._delete(SCIM_USERS, _ref(target), self.index.users):
+                return
+            target = await self.fetch_user(entry.provider, entry.scim_id, None)
+        if target is not None:
+            raise ScimError(503, f"User {entry.scim_id} keeps reappearing; retry")
 
-    async def _delete(self, resource: Any, name: str, uid: str, collection: Any) -> None:
+    async def _delete(self, resource: Resource, ref: ObjectRef, collection: Collection | None = None) -> bool:
+        if collection is not None:
+            collection.bury(ref.name, ref.uid)
         try:
-            status = await self.kube.delete(resource, name, self.namespace, preconditions={"uid": uid})
-        except ApiError as error:
-            if not (error.not_found or error.conflict):
-                raise
-            status = {}
-        version = (status.get("metadata") or {}).get("resourceVersion") or "0"
-        collection.remove({"metadata": {"name": name, "resourceVersion": version}})
+            return await self.storage.delete(resource, ref)
+        except DeletionPending as error:
+            raise ScimError(503, f"delete pending: {error}; retry") from None
+        except BaseException:
+            if collection is not None:
+                collection.unbury(ref.name, ref.uid)
+            raise
 
     async def set_memberships(self, group_id: str, add: Iterable[Entry], remove: Iterable[Entry]) -> None:
         """Label (or unlabel) users as members of a group: one small merge patch per user, concurrently.
         Idempotent, so a client's retry after a partial failure converges."""
-        key = f"{GROUP_LABEL_PREFIX}{group_id}"
 
-        async def one(entry: Entry, value: str | None) -> None:
+        async def one(entry: Entry, joined: bool) -> None:
             async with self._writes:
                 try:
-                    obj = await self.kube.patch(
-                        SCIM_USERS, entry.object_name, {"metadata": {"labels": {key: value}}}, self.namespace
-                    )
-                except ApiError as error:
-                    if error.not_found and value is None:
-                        return
-                    if error.not_found:
-                        raise ScimError(
-                            400, f"member {entry.scim_id} no longer exists", ScimType.INVALID_VALUE
-                        ) from None
-                    raise
-                self.index.users.upsert(obj)
+                    obj = await self.storage.set_user_groups(entry.object_name, {group_id: joined})
+                except ObjectGone:
+                    raise ScimError(400, f"member {entry.scim_id} no longer exists", ScimType.INVALID_VALUE) from None
+                if obj is not None:
+                    self.index.users.upsert(obj)
 
-        tasks = [one(e, MEMBER_LABEL_VALUE) for e in add] + [one(e, None) for e in remove]
+        tasks = [one(e, True) for e in add] + [one(e, False) for e in remove]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    # --- groups ---------------------------------------------------------------------------------
+    # --- groups -------------------------------------------------------------------------------------
 
     async def create_group(self, spec: ScimGroupSpec, scim_id: str) -> Entry:
-        obj = scim_group_object(spec, scim_id)
         try:
-            created = await self.kube.create(SCIM_GROUPS, obj, self.namespace)
-        except ApiError as error:
-            if error.status == 409:
-                raise conflict(f"group id {scim_id} exists") from None
-            if error.status in (400, 422):
-                raise _invalid(error, "Group") from None
-            raise
+            created = await self.storage.create_group(spec, scim_id)
+        except NameTaken:
+            raise conflict(f"group id {scim_id} exists") from None
+        except InvalidObject as error:
+            raise _invalid(error, "Group") from None
         entry = self.index.groups.upsert(created)
         assert entry is not None
         return entry
 
     async def update_group(self, current: Entry, spec: ScimGroupSpec | None) -> Entry:
         """Replace the group's attributes (or, with spec None, only bump lastModified)."""
-        operations: list[JSON] = []
-        if spec is not None:
-            operations.append({"op": "add", "path": "/spec", "value": spec.dump()})
-        operations.append(
-            {
-                "op": "add",
-                "path": f"/metadata/annotations/{escape_pointer(ANNOTATION_LAST_MODIFIED)}",
-                "value": now_iso(),
-            }
-        )
         try:
-            updated = await self.kube.patch(
-                SCIM_GROUPS, current.object_name, operations, self.namespace, patch_type="json"
-            )
-        except ApiError as error:
-            if error.not_found:
-                raise not_found(f"Group {current.scim_id} not found") from None
-            if error.status in (400, 422):
-                raise _invalid(error, "Group") from None
-            raise
+            updated = await self.storage.update_group(current.object_name, spec)
+        except ObjectGone:
+            raise not_found(f"Group {current.scim_id} not found") from None
+        except InvalidObject as error:
+            raise _invalid(error, "Group") from None
         entry = self.index.groups.upsert(updated)
         assert entry is not None
         return entry
 
     async def delete_group(self, entry: Entry) -> None:
         members = self.index.group_members(entry.scim_id)
-        await self._delete(SCIM_GROUPS, entry.object_name, entry.uid, self.index.groups)
+        await self._delete(SCIM_GROUPS, _ref(entry), self.index.groups)
         # Deleting a group never deletes users: it only drops their membership label.
         await self.set_memberships(entry.scim_id, [], members)
 
