@@ -190,7 +190,9 @@ class ScimStorage:
         """Delete exactly this object (uid precondition) and return once it is gone from the API
         server. False when it was gone already (404, or its name now holds another object)."""
         try:
-            answer = await self.kube.delete(resource, ref.name, self.namespace, preconditions={"uid": ref.uid})
+            answer = await self.kube.delete(
+                resource, ref.name, self.namespace, preconditions={"uid": ref.uid} if ref.uid else None
+            )
         except ApiError as error:
             if error.not_found or error.conflict:
                 return False

@@ -50,6 +50,7 @@ class ClusterUser:
     scim_id: str
     spec: dict[str, Any]
     group_ids: frozenset[str] = frozenset()
+    uid: str = ""  # so a write means exactly this object, never a re-created namesake
 
     @property
     def external_id(self) -> str | None:
@@ -67,6 +68,7 @@ class ClusterGroup:
     scim_id: str
     display_name: str
     external_id: str | None
+    uid: str = ""
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Plan:
     add_members: dict[str, set[str]] = field(default_factory=dict)  # group SCIM id -> user SCIM ids
     remove_members: dict[str, set[str]] = field(default_factory=dict)
     remove_groups: list[ClusterGroup] = field(default_factory=list)
+    unbacked_users: list[ClusterUser] = field(default_factory=list)  # held here, unknown to Okta (subset of the above)
     invalid: list[str] = field(default_factory=list)  # Okta users whose attributes we cannot store
     blocked: str | None = None
 
@@ -156,6 +159,7 @@ def make_plan(
     policy: DeactivationPolicy = DeactivationPolicy.SUSPEND,
     threshold_percent: int = 25,
     allow_mass_deactivation: bool = False,
+    remove_unbacked: bool = True,
 ) -> Plan:
     plan = Plan()
     by_external = {u.external_id: u for u in cluster_users if u.external_id}
@@ -203,16 +207,21 @@ def make_plan(
         else:
             plan.unchanged += 1
 
-    # Users the cluster holds for this provider that Okta no longer assigns to the app.
+    # Users the cluster holds for this provider that Okta does not back: no longer assigned to the
+    # app, an Okta id Okta does not have, or no Okta id at all (written by another client or by hand).
     for user in cluster_users:
-        if user.scim_id in matched or not user.external_id:
+        if user.scim_id in matched or not remove_unbacked:
             continue
         if policy == DeactivationPolicy.DELETE:
             plan.delete_users.append(user)
+            plan.unbacked_users.append(user)
         elif user.active:
             plan.deactivate_users.append(user)
+            plan.unbacked_users.append(user)
 
     _plan_groups(plan, okta_groups, cluster_users, cluster_groups, okta_to_scim)
+    if not remove_unbacked:
+        plan.remove_groups = []
 
     active_now = sum(1 for u in cluster_users if u.active)
     limit = max(active_now * threshold_percent / 100, BREAKER_FLOOR)

@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,25 +28,19 @@ from identity_operator.okta.plan import (
     Plan,
     make_plan,
 )
-from kubescim.api.models import IdentityProviderSpec, OktaAuthType, ScimGroupSpec, ScimUserSpec, SyncCounts
-from kubescim.constants import (
-    ANNOTATION_LAST_MODIFIED,
-    GROUP_LABEL_PREFIX,
-    LABEL_PROVIDER,
-    LABEL_SCIM_ID,
-    SCIM_GROUPS,
-    SCIM_USERS,
+from kubescim.api.models import (
+    IdentityProviderSpec,
+    OktaAuthType,
+    ScimGroupSpec,
+    ScimUserSpec,
+    SyncCounts,
+    UnbackedPolicy,
 )
+from kubescim.constants import LABEL_PROVIDER, LABEL_SCIM_ID, SCIM_GROUPS, SCIM_USERS
 from kubescim.kube import SECRETS, ApiError, Kube
-from kubescim.objects import (
-    GROUP_MEMBER_LABEL_VALUE,
-    escape_pointer,
-    now_iso,
-    replace_user_spec_patch,
-    scim_group_object,
-    scim_user_object,
-)
+from kubescim.objects import group_ids_from_labels
 from kubescim.scim.resources import user_object_name
+from kubescim.storage import ObjectRef, ScimStorage, StorageError
 
 log = logging.getLogger("kubescim.reconciler")
 
@@ -152,19 +147,29 @@ async def fetch_cluster(kube: Kube, namespace: str, provider: str) -> tuple[list
     group_objects, _ = await kube.list(SCIM_GROUPS, namespace, label_selector=selector)
     users = []
     for obj in user_objects:
-        labels = obj["metadata"].get("labels") or {}
-        if LABEL_SCIM_ID not in labels:
+        meta = obj["metadata"]
+        labels = meta.get("labels") or {}
+        if LABEL_SCIM_ID not in labels or meta.get("deletionTimestamp"):
             continue
-        groups = frozenset(k[len(GROUP_LABEL_PREFIX) :] for k in labels if k.startswith(GROUP_LABEL_PREFIX))
-        users.append(ClusterUser(obj["metadata"]["name"], labels[LABEL_SCIM_ID], dict(obj.get("spec") or {}), groups))
+        users.append(
+            ClusterUser(
+                meta["name"],
+                labels[LABEL_SCIM_ID],
+                dict(obj.get("spec") or {}),
+                frozenset(group_ids_from_labels(labels)),
+                uid=str(meta.get("uid", "")),
+            )
+        )
     groups_out = [
         ClusterGroup(
             o["metadata"]["name"],
             (o["metadata"].get("labels") or {}).get(LABEL_SCIM_ID, o["metadata"]["name"]),
             str((o.get("spec") or {}).get("displayName", "")),
             (o.get("spec") or {}).get("externalId"),
+            uid=str(o["metadata"].get("uid", "")),
         )
         for o in group_objects
+        if not o["metadata"].get("deletionTimestamp")
     ]
     return users, groups_out
 
@@ -174,12 +179,22 @@ async def fetch_cluster(kube: Kube, namespace: str, provider: str) -> tuple[list
 
 @dataclass
 class Applier:
-    kube: Kube
-    namespace: str
+    """Applies a plan through the shared ScimStorage (the same writer, and preconditions, as the
+    gateway's), counting writes and collecting the errors of the ones that failed."""
+
+    storage: ScimStorage
     provider: str
     concurrency: int = 16
     writes: int = 0
     errors: list[str] = field(default_factory=list)
+    _names: dict[str, str] = field(default_factory=dict)  # user SCIM id -> object name
+    _members_of: dict[str, set[str]] = field(default_factory=dict)  # group SCIM id -> user SCIM ids
+
+    def know(self, users: list[ClusterUser]) -> None:
+        for user in users:
+            self._names[user.scim_id] = user.object_name
+            for group_id in user.group_ids:
+                self._members_of.setdefault(group_id, set()).add(user.scim_id)
 
     async def _each(self, items: list[Any], work: Any) -> None:
         semaphore = asyncio.Semaphore(self.concurrency)
@@ -188,8 +203,8 @@ class Applier:
             async with semaphore:
                 try:
                     await work(item)
-                except ApiError as error:
-                    self.errors.append(str(error)[:300])
+                except (ApiError, StorageError) as error:
+                    self.errors.append(f"{type(error).__name__}: {error}"[:300])
 
         await asyncio.gather(*(one(i) for i in items))
 
@@ -207,64 +222,54 @@ class Applier:
             await self._each(plan.deactivate_users, self._deactivate_user)
             await self._each(plan.delete_users, self._delete_user)
         await self._each(sorted(changes.items()), self._memberships)
+        # A group's members changed: its lastModified (and so its SCIM version) moves, as when the
+        # gateway changes them. New groups were just written anyway.
+        created = {scim_id for scim_id, _ in plan.create_groups}
+        changed = (set(plan.add_members) | set(plan.remove_members)) - created
+        await self._each(sorted(changed), self._touch_group)
         if destructive:
             await self._each(plan.remove_groups, self._remove_group)
 
     async def _create_user(self, item: tuple[str, ScimUserSpec, dict[str, bool]]) -> None:
         scim_id, spec, groups = item
-        labels = {f"{GROUP_LABEL_PREFIX}{g}": GROUP_MEMBER_LABEL_VALUE for g, joined in groups.items() if joined}
-        await self.kube.create(SCIM_USERS, scim_user_object(spec, scim_id, labels), self.namespace)
+        created = await self.storage.create_user(spec, scim_id, [g for g, joined in groups.items() if joined])
         self.writes += 1
-        self._names[scim_id] = user_object_name(spec.provider, spec.user_name)
+        self._names[scim_id] = created["metadata"]["name"]
 
     async def _update_user(self, item: tuple[ClusterUser, ScimUserSpec]) -> None:
         user, spec = item
-        new_name = user_object_name(spec.provider, spec.user_name)
-        if new_name == user.object_name:
-            await self.kube.patch(
-                SCIM_USERS, user.object_name, replace_user_spec_patch(spec), self.namespace, patch_type="json"
-            )
+        ref = ObjectRef(user.object_name, user.uid)
+        if user_object_name(spec.provider, spec.user_name) == user.object_name:
+            await self.storage.replace_user(ref, spec)
             self.writes += 1
             return
-        labels = {f"{GROUP_LABEL_PREFIX}{g}": GROUP_MEMBER_LABEL_VALUE for g in user.group_ids}
-        await self.kube.create(SCIM_USERS, scim_user_object(spec, user.scim_id, labels), self.namespace)
-        await self.kube.delete(SCIM_USERS, user.object_name, self.namespace)
+        renamed = await self.storage.rename_user(ref, spec, user.scim_id, user.group_ids)
         self.writes += 2
-        self._names[user.scim_id] = new_name
+        self._names[user.scim_id] = renamed["metadata"]["name"]
 
     async def _deactivate_user(self, user: ClusterUser) -> None:
         spec = ScimUserSpec.model_validate({**user.spec, "active": False})
-        await self.kube.patch(
-            SCIM_USERS, user.object_name, replace_user_spec_patch(spec), self.namespace, patch_type="json"
-        )
+        await self.storage.replace_user(ObjectRef(user.object_name, user.uid), spec)
         self.writes += 1
 
     async def _delete_user(self, user: ClusterUser) -> None:
-        try:
-            await self.kube.delete(SCIM_USERS, user.object_name, self.namespace)
+        if await self.storage.delete(SCIM_USERS, ObjectRef(user.object_name, user.uid)):
             self.writes += 1
-        except ApiError as error:
-            if not error.not_found:
-                raise
 
     async def _create_group(self, item: tuple[str, OktaGroup]) -> None:
         scim_id, group = item
         spec = ScimGroupSpec(provider=self.provider, display_name=group.name, external_id=group.okta_id)
-        await self.kube.create(SCIM_GROUPS, scim_group_object(spec, scim_id), self.namespace)
+        await self.storage.create_group(spec, scim_id)
         self.writes += 1
 
     async def _rename_group(self, item: tuple[ClusterGroup, str, str]) -> None:
         group, name, okta_id = item
-        operations = [
-            {"op": "add", "path": "/spec/displayName", "value": name},
-            {"op": "add", "path": "/spec/externalId", "value": okta_id},
-            {
-                "op": "add",
-                "path": f"/metadata/annotations/{escape_pointer(ANNOTATION_LAST_MODIFIED)}",
-                "value": now_iso(),
-            },
-        ]
-        await self.kube.patch(SCIM_GROUPS, group.object_name, operations, self.namespace, patch_type="json")
+        spec = ScimGroupSpec(provider=self.provider, display_name=name, external_id=okta_id)
+        await self.storage.update_group(group.object_name, spec)
+        self.writes += 1
+
+    async def _touch_group(self, scim_id: str) -> None:
+        await self.storage.update_group(scim_id, None)
         self.writes += 1
 
     async def _memberships(self, item: tuple[str, dict[str, bool]]) -> None:
@@ -272,42 +277,16 @@ class Applier:
         name = self._names.get(user_scim_id)
         if name is None:
             return
-        labels = {
-            f"{GROUP_LABEL_PREFIX}{g}": GROUP_MEMBER_LABEL_VALUE if joined else None for g, joined in groups.items()
-        }
-        try:
-            await self.kube.patch(SCIM_USERS, name, {"metadata": {"labels": labels}}, self.namespace)
-        except ApiError as error:
-            if error.not_found and not any(groups.values()):
-                return  # only leaving groups, and the user is gone already
-            raise
-        self.writes += 1
+        if await self.storage.set_user_groups(name, groups) is not None:
+            self.writes += 1
 
     async def _remove_group(self, group: ClusterGroup) -> None:
-        try:
-            await self.kube.delete(SCIM_GROUPS, group.object_name, self.namespace)
+        if await self.storage.delete(SCIM_GROUPS, ObjectRef(group.object_name, group.uid)):
             self.writes += 1
-        except ApiError as error:
-            if not error.not_found:
-                raise
         members = [n for scim_id, n in self._names.items() if scim_id in self._members_of.get(group.scim_id, set())]
         for name in members:
-            await self.kube.patch(
-                SCIM_USERS,
-                name,
-                {"metadata": {"labels": {f"{GROUP_LABEL_PREFIX}{group.scim_id}": None}}},
-                self.namespace,
-            )
-            self.writes += 1
-
-    _names: dict[str, str] = field(default_factory=dict)  # user SCIM id -> object name
-    _members_of: dict[str, set[str]] = field(default_factory=dict)  # group SCIM id -> user SCIM ids
-
-    def know(self, users: list[ClusterUser]) -> None:
-        for user in users:
-            self._names[user.scim_id] = user.object_name
-            for group_id in user.group_ids:
-                self._members_of.setdefault(group_id, set()).add(user.scim_id)
+            if await self.storage.set_user_groups(name, {group.scim_id: False}) is not None:
+                self.writes += 1
 
 
 # --- a run --------------------------------------------------------------------------------------
@@ -354,8 +333,9 @@ async def reconcile(
         policy=spec.reconcile.deactivation_policy,
         threshold_percent=spec.reconcile.mass_deactivation_threshold_percent,
         allow_mass_deactivation=allow_mass_deactivation,
+        remove_unbacked=spec.reconcile.unbacked == UnbackedPolicy.REMOVE,
     )
-    applier = Applier(kube, namespace, provider)
+    applier = Applier(ScimStorage(kube, namespace), provider)
     applier.know(cluster_users)
     await applier.apply(plan, destructive=plan.blocked is None)
     counts = SyncCounts(
@@ -380,6 +360,10 @@ async def reconcile(
         result, message = "Succeeded", "no drift"
     else:
         result, message = "Succeeded", _summary(counts)
+    if plan.unbacked_users and not plan.blocked:
+        message += f"; not backed by Okta: {_names(u.spec.get('userName', u.scim_id) for u in plan.unbacked_users)}"
+    if plan.remove_groups and not plan.blocked:
+        message += f"; groups Okta does not push, removed: {_names(g.display_name for g in plan.remove_groups)}"
     if plan.invalid:
         message += f"; {len(plan.invalid)} Okta user(s) skipped (invalid or conflicting attributes)"
     return RunResult(
@@ -393,6 +377,12 @@ async def reconcile(
         applier.writes,
         applier.errors,
     )
+
+
+def _names(names: Iterable[str], shown: int = 5) -> str:
+    listed = sorted(names)
+    rest = f" and {len(listed) - shown} more" if len(listed) > shown else ""
+    return ", ".join(listed[:shown]) + rest
 
 
 def _summary(counts: SyncCounts) -> str:

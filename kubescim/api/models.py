@@ -172,6 +172,11 @@ class DeactivationPolicy(StrEnum):
     DELETE = "Delete"
 
 
+class UnbackedPolicy(StrEnum):
+    REMOVE = "Remove"
+    KEEP = "Keep"
+
+
 class Reconcile(ApiModel):
     """Periodic reconciliation against the Okta Management API."""
 
@@ -198,6 +203,13 @@ class Reconcile(ApiModel):
         default=DeactivationPolicy.SUSPEND,
         description="What happens to a user who is deactivated, suspended, deprovisioned or unassigned in "
         "Okta: Suspend sets active=false (keeps the object); Delete removes the ScimUser.",
+    )
+    unbacked: UnbackedPolicy = Field(
+        default=UnbackedPolicy.REMOVE,
+        description="Okta is the source of truth for its provider. Remove (the default): a user this provider "
+        "holds that Okta does not back (no Okta id, an Okta id Okta does not have, or not assigned to the app) is "
+        "handled like an unassigned one (deactivationPolicy), and a group Okta does not push is removed, within "
+        "the breaker's limits. Keep: leave them alone, for a provider that other SCIM clients also write to.",
     )
     mass_deactivation_threshold_percent: int = Field(
         default=25,

@@ -342,3 +342,48 @@ async def test_okta_faults_never_deactivate_from_partial_data_and_the_run_is_ret
     reasons = [e.get("reason") for e in events]
     assert "ReconcileFailed" in reasons
     assert "Reconciled" in reasons
+
+
+async def test_okta_is_the_source_of_truth_unless_the_provider_keeps_strays(okta: OktaWorld) -> None:
+    """Users and groups the provider holds that Okta does not back (no Okta id, an Okta id Okta does
+    not have, a group Okta does not push) are deactivated / removed, and the Event names them."""
+    await okta.pusher.push_everything()
+    async with okta.stack.scim() as scim:
+        no_id = await scim.post("/Users", json={"userName": "stray.noid@example.com", "active": True})
+        unknown = await scim.post(
+            "/Users", json={"userName": "stray.gone@example.com", "externalId": "00u0000notinokta", "active": True}
+        )
+        group = await scim.post("/Groups", json={"displayName": "Made By Another Client", "members": []})
+        assert {no_id.status_code, unknown.status_code, group.status_code} == {201}
+        stray_ids = {no_id.json()["id"], unknown.json()["id"]}
+        member = await scim.patch(
+            f"/Groups/{group.json()['id']}",
+            json={
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": no_id.json()["id"]}]}],
+            },
+        )
+        assert member.status_code == 200, member.text
+    await okta.configure_provider(unbacked="Keep")
+    start_operator(okta.stack)
+    kept = await okta.first_run()
+    assert kept["message"] == "no drift", kept  # Keep: strays are someone else's
+
+    await okta.stack.kube.patch(
+        IDENTITY_PROVIDERS, "okta", {"spec": {"reconcile": {"unbacked": "Remove"}}}, okta.stack.namespace
+    )
+    last = await okta.sync()
+    assert last["result"] == "Succeeded", last
+    assert last["counts"]["deactivated"] == 2
+    assert last["counts"]["groupsRemoved"] == 1
+    assert "not backed by Okta: stray.gone@example.com, stray.noid@example.com" in last["message"]
+    assert "Made By Another Client" in last["message"]
+    users, _ = await okta.stack.kube.list(SCIM_USERS, okta.stack.namespace)
+    by_id = {u["metadata"]["labels"]["identity.kubescim.dev/scim-id"]: u for u in users}
+    assert all(by_id[i]["spec"]["active"] is False for i in stray_ids)
+    assert not any(k.startswith("group.") for k in by_id[no_id.json()["id"]]["metadata"]["labels"])
+    groups, _ = await okta.stack.kube.list(SCIM_GROUPS, okta.stack.namespace)
+    assert group.json()["id"] not in {g["metadata"]["name"] for g in groups}
+    events, _ = await okta.stack.kube.list(EVENTS, okta.stack.namespace)
+    assert any("stray.noid@example.com" in (e.get("message") or e.get("note") or "") for e in events)
+    assert (await okta.sync())["message"] == "no drift"

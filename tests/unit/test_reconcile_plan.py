@@ -210,3 +210,29 @@ def test_a_blocked_plan_never_includes_its_destructive_part(
         before_active = {u.scim_id for u in cluster_users if u.active}
         after_active = {u.scim_id for u in after_users if u.active}
         assert before_active <= after_active
+
+
+def test_users_and_groups_okta_does_not_back_are_removed_unless_kept() -> None:
+    users = [okta_user(i) for i in range(30)]
+    cluster = [
+        ClusterUser(f"o{i}", f"s{i}", {"provider": "okta", "userName": f"u{i}@x.com", "externalId": users[i].okta_id})
+        for i in range(30)
+    ]
+    stray = [
+        ClusterUser("o-none", "s-none", {"provider": "okta", "userName": "noid@x.com", "active": True}),
+        ClusterUser("o-gone", "s-gone", {"provider": "okta", "userName": "gone@x.com", "externalId": "00unotinokta"}),
+    ]
+    unpushed = ClusterGroup("g-local", "g-local", "Made by another client", None)
+    plan = make_plan("okta", users, [], cluster + stray, [unpushed])
+    assert {u.scim_id for u in plan.deactivate_users} == {"s-none", "s-gone"}
+    assert plan.unbacked_users == plan.deactivate_users
+    assert plan.remove_groups == [unpushed]
+    assert plan.blocked is None
+    deleted = make_plan("okta", users, [], cluster + stray, [unpushed], policy=DeactivationPolicy.DELETE)
+    assert {u.scim_id for u in deleted.delete_users} == {"s-none", "s-gone"}
+    kept = make_plan("okta", users, [], cluster + stray, [unpushed], remove_unbacked=False)
+    assert kept.destructive == 0
+    assert kept.remove_groups == []
+    # The breaker counts them like any other deactivation.
+    many = [ClusterUser(f"x{i}", f"x{i}", {"provider": "okta", "userName": f"x{i}@x.com"}) for i in range(20)]
+    assert make_plan("okta", users, [], cluster + many, []).blocked is not None
