@@ -101,6 +101,7 @@ def apply_operations(resource: dict[str, Any], operations: list[Operation], sche
             urn = operation.path.attr.urn
             if operation.op == "remove" and urn is not None and not _known_or_present(result, urn, schema):
                 raise ScimError(400, f"no extension {urn} on this resource", ScimType.NO_TARGET)
+            _check_declared(operation.path, schema, operation.raw_path)
             _apply_path(
                 result,
                 operation.op,
@@ -111,6 +112,21 @@ def apply_operations(resource: dict[str, Any], operations: list[Operation], sche
                 schema,
             )
     return result
+
+
+def _check_declared(path: PatchPath, schema: ResourceSchema, raw: str | None) -> None:
+    """RFC 7644 §3.12: a path naming an attribute the resource type does not have is invalidPath,
+    not a 200 that stores nothing. Extension attributes are open (Okta's custom attributes arrive
+    undeclared), so only core attributes and declared complex attributes' sub-attributes are checked."""
+    attr = path.attr
+    core = attr.urn is None or attr.urn.lower() == schema.core.id.lower()
+    attribute = schema.attribute(attr)
+    shown = (raw or str(attr))[:80]
+    if core and attribute is None:
+        raise ScimError(400, f"no attribute {attr.attr!r} in {schema.core.id}: {shown!r}", ScimType.INVALID_PATH)
+    sub = attr.sub or path.sub
+    if attribute is not None and sub and attribute.sub_attributes and attribute.sub(sub) is None:
+        raise ScimError(400, f"{attribute.name} has no sub-attribute {sub!r}: {shown!r}", ScimType.INVALID_PATH)
 
 
 def _whole_extension(resource: dict[str, Any], path: PatchPath, schema: ResourceSchema) -> str | None:
@@ -191,6 +207,9 @@ def coerce(value: Any, attribute: Attribute | None, where: str) -> Any:
         if not isinstance(value, bool):
             raise bad_request(f"{where} must be a boolean")
     elif attribute.type == "complex":
+        if isinstance(value, str) and not attribute.multi_valued and attribute.sub("value") is not None:
+            # Entra sends a reference such as the enterprise manager as the bare id.
+            return {"value": value} if value else None
         if not isinstance(value, dict):
             raise bad_request(f"{where} must be an object")
         return {k: coerce(v, attribute.sub(k), f"{where}.{k}") for k, v in value.items()}
@@ -258,6 +277,9 @@ def _apply_path(
         return
 
     coerced = coerce(value, attribute, str(path))
+    if attribute is not None and attribute.type == "complex" and not attribute.multi_valued and _empty_ref(coerced):
+        container.pop(key, None)  # Entra clears a manager with "" (or {"value": ""}): a removal
+        return
     if attribute is not None and attribute.multi_valued:
         new_items = coerced if isinstance(coerced, list) else [coerced]
         if op == "replace":
@@ -274,6 +296,10 @@ def _apply_path(
         container[key] = {**container[key], **coerced}  # add merges complex attributes (RFC 7644 §3.5.2.1)
         return
     container[key] = coerced
+
+
+def _empty_ref(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and set(value) <= {"value"} and not value.get("value"))
 
 
 def _single_primary(items: list[Any], preferred: list[Any] | None = None) -> list[Any]:

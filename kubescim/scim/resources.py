@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from kubescim.api.models import ScimGroupSpec, ScimUserSpec
 from kubescim.constants import ENTERPRISE_USER_URN
 from kubescim.scim.errors import ScimError, ScimType, bad_request
-from kubescim.scim.schema import GROUP_URN, USER_URN
+from kubescim.scim.schema import ENTERPRISE_SCHEMA, GROUP_URN, USER_URN
 
 _USER_FIELDS = {field.alias or name: name for name, field in ScimUserSpec.model_fields.items()}
 _USER_CORE_KEYS = {alias.lower(): alias for alias in _USER_FIELDS if alias not in ("provider", "extensions")}
@@ -82,6 +82,8 @@ def user_spec_from_scim(body: dict[str, Any], provider: str) -> ScimUserSpec:
             extensions[canonical] = {**extensions.get(canonical, {}), **attributes}
         elif lowered in _USER_CORE_KEYS and value is not None:
             data[_USER_CORE_KEYS[lowered]] = value
+    if ENTERPRISE_USER_URN in extensions:
+        extensions[ENTERPRISE_USER_URN] = _canonical_enterprise(extensions[ENTERPRISE_USER_URN])
     if extensions:
         data["extensions"] = {
             urn: {k: v for k, v in attrs.items() if v is not None} for urn, attrs in extensions.items()
@@ -99,6 +101,26 @@ def user_spec_from_scim(body: dict[str, Any], provider: str) -> ScimUserSpec:
         return ScimUserSpec.model_validate(data)
     except ValidationError as error:
         raise _validation_error(error, "User") from None
+
+
+def _canonical_enterprise(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Declared enterprise attributes under their declared names (SCIM names are case-insensitive:
+    Entra's validation sends "Department" and "Manager": {"Value": …}); a manager given as a bare
+    id (Entra) becomes {"value": id}, and "" clears it. Undeclared custom attributes (Okta's
+    employeeID) stay exactly as sent: Okta matches those names case-sensitively."""
+    result: dict[str, Any] = {}
+    for key, value in attributes.items():
+        declared = ENTERPRISE_SCHEMA.attribute(key)
+        name = declared.name if declared is not None else key
+        if declared is not None and declared.type == "complex":
+            if isinstance(value, str):
+                value = {"value": value} if value else None
+            elif isinstance(value, dict):
+                value = {(s.name if (s := declared.sub(k)) else k): v for k, v in value.items()}
+                if not value.get("value") and set(value) <= {"value"}:
+                    value = None
+        result[name] = value
+    return result
 
 
 def user_to_scim(

@@ -238,3 +238,45 @@ def test_whole_extension_paths() -> None:
 
 def test_remove_active() -> None:
     assert "active" not in patch(USER, {"op": "remove", "path": "active"})
+
+
+MANAGER = f"{ENTERPRISE_USER_URN}:manager"
+
+
+def test_entra_sets_replaces_and_clears_the_manager_as_a_bare_id() -> None:
+    added = patch(USER, {"op": "Add", "path": MANAGER, "value": "2819c223-7f76-453a"})
+    assert added[ENTERPRISE_USER_URN] == {"department": "Engineering", "manager": {"value": "2819c223-7f76-453a"}}
+    replaced = patch(added, {"op": "Replace", "path": MANAGER, "value": "another-manager"})
+    assert replaced[ENTERPRISE_USER_URN]["manager"] == {"value": "another-manager"}
+    for clear in ("", None, {"value": ""}):
+        assert "manager" not in patch(replaced, {"op": "Replace", "path": MANAGER, "value": clear})[ENTERPRISE_USER_URN]
+    assert "manager" not in patch(replaced, {"op": "Remove", "path": MANAGER})[ENTERPRISE_USER_URN]
+    pathless = patch(USER, {"op": "add", "value": {MANAGER: "m-1"}})
+    assert pathless[ENTERPRISE_USER_URN]["manager"] == {"value": "m-1"}
+
+
+@pytest.mark.parametrize(
+    ("path", "schema"),
+    [
+        ("nickNameTypo", USERS),
+        ("urn:ietf:params:scim:schemas:core:2.0:User:bogus", USERS),
+        ("name.middleNameTypo", USERS),
+        ('emails[type eq "work"].valu', USERS),
+        ("descripton", GROUPS),
+    ],
+)
+def test_a_path_naming_an_attribute_the_schema_lacks_is_invalid_path(path: str, schema: ResourceSchema) -> None:
+    for op in ("add", "replace", "remove"):
+        operation: dict[str, Any] = {"op": op, "path": path}
+        if op != "remove":
+            operation["value"] = "x"
+        with pytest.raises(ScimError) as error:
+            patch(USER, operation, schema=schema)
+        assert error.value.status == 400
+        assert error.value.scim_type == "invalidPath"
+
+
+def test_undeclared_extension_attributes_stay_open() -> None:
+    # Okta's custom attribute arrives undeclared in the enterprise namespace, with its exact name.
+    patched = patch(USER, {"op": "replace", "path": f"{ENTERPRISE_USER_URN}:employeeID", "value": "E-1"})
+    assert patched[ENTERPRISE_USER_URN]["employeeID"] == "E-1"
