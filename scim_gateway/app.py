@@ -372,24 +372,34 @@ async def service_provider_config(ctx: Ctx, gateway: GatewayDep) -> ScimResponse
     return ScimResponse(discovery.service_provider_config(ctx.base_url, gateway.settings))
 
 
+def _resource_types(ctx: Context, gateway: Gateway) -> list[dict[str, Any]]:
+    learned = gateway.index.learned.for_provider(ctx.provider.name)
+    urns = [s.id for s in discovery.extension_schemas(ctx.provider.spec, learned)]
+    return discovery.resource_types(ctx.base_url, urns)
+
+
+def _schemas(ctx: Context, gateway: Gateway) -> list[dict[str, Any]]:
+    return discovery.schemas(ctx.base_url, ctx.provider.spec, gateway.index.learned.for_provider(ctx.provider.name))
+
+
 @scim.get("/ResourceTypes", tags=["Discovery"])
-async def resource_types(ctx: Ctx) -> ScimResponse:
-    return ScimResponse(discovery.list_response(discovery.resource_types(ctx.base_url)))
+async def resource_types(ctx: Ctx, gateway: GatewayDep) -> ScimResponse:
+    return ScimResponse(discovery.list_response(_resource_types(ctx, gateway)))
 
 
 @scim.get("/ResourceTypes/{name}", tags=["Discovery"])
-async def resource_type(ctx: Ctx, name: str) -> ScimResponse:
-    return ScimResponse(discovery.find(discovery.resource_types(ctx.base_url), name, "ResourceType"))
+async def resource_type(ctx: Ctx, gateway: GatewayDep, name: str) -> ScimResponse:
+    return ScimResponse(discovery.find(_resource_types(ctx, gateway), name, "ResourceType"))
 
 
 @scim.get("/Schemas", tags=["Discovery"])
-async def schemas(ctx: Ctx) -> ScimResponse:
-    return ScimResponse(discovery.list_response(discovery.schemas(ctx.base_url, ctx.provider.spec)))
+async def schemas(ctx: Ctx, gateway: GatewayDep) -> ScimResponse:
+    return ScimResponse(discovery.list_response(_schemas(ctx, gateway)))
 
 
 @scim.get("/Schemas/{schema_id}", tags=["Discovery"])
-async def schema(ctx: Ctx, schema_id: str) -> ScimResponse:
-    return ScimResponse(discovery.find(discovery.schemas(ctx.base_url, ctx.provider.spec), schema_id, "Schema"))
+async def schema(ctx: Ctx, gateway: GatewayDep, schema_id: str) -> ScimResponse:
+    return ScimResponse(discovery.find(_schemas(ctx, gateway), schema_id, "Schema"))
 
 
 def _resource_headers(resource: dict[str, Any]) -> dict[str, str]:

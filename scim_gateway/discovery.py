@@ -7,8 +7,8 @@ from typing import Any
 from kubescim.api.models import IdentityProviderSpec
 from kubescim.constants import ENTERPRISE_USER_URN
 from kubescim.scim.errors import not_found
+from kubescim.scim.learned import extension_schemas as merged_extension_schemas
 from kubescim.scim.schema import (
-    ENTERPRISE_SCHEMA,
     GROUP_SCHEMA,
     GROUP_URN,
     LIST_RESPONSE_URN,
@@ -48,7 +48,10 @@ def service_provider_config(base_url: str, settings: GatewaySettings) -> dict[st
     }
 
 
-def resource_types(base_url: str) -> list[dict[str, Any]]:
+def resource_types(base_url: str, extensions: list[str] | None = None) -> list[dict[str, Any]]:
+    """The User type lists every extension its users can carry: the enterprise one, and those the
+    provider declares or its users were seen with."""
+    user_extensions = [ENTERPRISE_USER_URN, *sorted(set(extensions or ()) - {ENTERPRISE_USER_URN})]
     return [
         {
             "schemas": [RESOURCE_TYPE_URN],
@@ -57,7 +60,7 @@ def resource_types(base_url: str) -> list[dict[str, Any]]:
             "endpoint": "/Users",
             "description": "User Account",
             "schema": USER_URN,
-            "schemaExtensions": [{"schema": ENTERPRISE_USER_URN, "required": False}],
+            "schemaExtensions": [{"schema": urn, "required": False} for urn in user_extensions],
             "meta": {"resourceType": "ResourceType", "location": f"{base_url}/ResourceTypes/User"},
         },
         {
@@ -73,11 +76,14 @@ def resource_types(base_url: str) -> list[dict[str, Any]]:
     ]
 
 
-def schemas(base_url: str, provider: IdentityProviderSpec) -> list[dict[str, Any]]:
-    """Core schemas, the enterprise extension, and the provider's declared custom attributes."""
-    declared: dict[str, list[Attribute]] = {}
+def extension_schemas(
+    provider: IdentityProviderSpec, learned: dict[str, tuple[Attribute, ...]] | None = None
+) -> tuple[Schema, ...]:
+    """Every extension schema the provider's users can carry: standard attributes, then the
+    provider's declared custom attributes, then those learned from stored users."""
+    extra: dict[str, list[Attribute]] = {}
     for custom in provider.scim.custom_attributes:
-        declared.setdefault(custom.schema_urn, []).append(
+        extra.setdefault(custom.schema_urn, []).append(
             Attribute(
                 custom.name,
                 custom.type.value,
@@ -85,16 +91,16 @@ def schemas(base_url: str, provider: IdentityProviderSpec) -> list[dict[str, Any
                 description=custom.description or f"Custom attribute {custom.name}",
             )
         )
-    enterprise = ENTERPRISE_SCHEMA
-    if ENTERPRISE_USER_URN in declared:
-        enterprise = Schema(
-            enterprise.id,
-            enterprise.name,
-            enterprise.description,
-            enterprise.attributes + tuple(declared.pop(ENTERPRISE_USER_URN)),
-        )
-    extra = [Schema(urn, urn.rsplit(":", 1)[-1], "Custom attributes", tuple(attrs)) for urn, attrs in declared.items()]
-    return [s.to_scim(base_url) for s in (USER_SCHEMA, GROUP_SCHEMA, enterprise, *extra)]
+    for urn, found in (learned or {}).items():
+        extra.setdefault(urn, []).extend(found)
+    return merged_extension_schemas(extra)
+
+
+def schemas(
+    base_url: str, provider: IdentityProviderSpec, learned: dict[str, tuple[Attribute, ...]] | None = None
+) -> list[dict[str, Any]]:
+    """Core schemas and every extension schema the provider's users can carry."""
+    return [s.to_scim(base_url) for s in (USER_SCHEMA, GROUP_SCHEMA, *extension_schemas(provider, learned))]
 
 
 def list_response(resources: list[dict[str, Any]]) -> dict[str, Any]:

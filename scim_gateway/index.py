@@ -14,12 +14,14 @@ import hashlib
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubescim.constants import ANNOTATION_RENAMED_FROM, GROUP_LABEL_PREFIX, LABEL_PROVIDER, LABEL_SCIM_ID
 from kubescim.informer import resource_version_int
 from kubescim.kube import JSON
+from kubescim.scim.learned import LearnedAttributes
 from kubescim.scim.resources import fold
 
 # Late events of a deleted object arrive within milliseconds; a relist forgets all tombstones anyway.
@@ -168,6 +170,7 @@ class Collection:
         # compare with, and the uid is exact anyway.) Forgotten at the next relist, or oldest first.
         self.tombstones: dict[str, str] = {}
         self.listeners: list[Any] = []
+        self.spec_observers: list[Callable[[str, JSON], None]] = []  # (provider, spec) of every object seen
 
     def _unique_key(self, entry: Entry) -> str | None:
         value = entry.unique_value
@@ -210,6 +213,8 @@ class Collection:
         entry = entry_from_object(obj, self.annotation)
         if entry is None:
             return None
+        for observe in self.spec_observers:
+            observe(entry.provider, obj.get("spec") or {})
         dead = self.tombstones.get(entry.object_name)
         if dead is not None:
             if dead == entry.uid:
@@ -322,6 +327,8 @@ class Index:
         self.groups = Collection(last_modified_annotation, "displayName")
         self.members: dict[str, set[str]] = defaultdict(set)  # group id -> user ids
         self.users.listeners.append(self._on_user_change)
+        self.learned = LearnedAttributes()  # extension attributes users carry, for /Schemas
+        self.users.spec_observers.append(lambda provider, spec: self.learned.observe(provider, spec.get("extensions")))
 
     def _on_user_change(self, old: Entry | None, new: Entry | None) -> None:
         old_groups = old.group_ids() if old else set()

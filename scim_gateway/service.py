@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubescim.api.models import ScimGroupSpec
+from kubescim.kube import ApiUnavailable
 from kubescim.scim.errors import ScimError, ScimType, bad_request, not_found
 from kubescim.scim.filter import Filter, ResourceSchema, equality_lookup, evaluate, parse_filter
+from kubescim.scim.learned import extension_schemas
 from kubescim.scim.patch import (
     apply_operations,
     member_delta,
@@ -116,6 +118,19 @@ class ScimService:
         self.index = index
         self.store = store
         self.patch_response_member_limit = patch_response_member_limit
+        self._user_schemas: dict[str, tuple[int, ResourceSchema]] = {}
+
+    def users_schema(self, provider: str) -> ResourceSchema:
+        """The User schema with every extension this provider's users carry (learned ones typed as
+        first seen), so PATCH paths and filters treat a known custom extension as one."""
+        learned = self.index.learned
+        cached = self._user_schemas.get(provider)
+        if cached is not None and cached[0] == learned.version:
+            return cached[1]
+        found = learned.for_provider(provider)
+        schema = ResourceSchema(USER_SCHEMA, extension_schemas(found)) if found else USERS_SCHEMA
+        self._user_schemas[provider] = (learned.version, schema)
+        return schema
 
     # --- representations ------------------------------------------------------------------------
 
@@ -167,17 +182,30 @@ class ScimService:
     # behind a delete, rename or change made through another replica by a few milliseconds, and a
     # client that was just answered 204 must get 404 everywhere (RFC 7644 §3.6).
 
+    # While the API server is unreachable nothing can change in etcd, so the cache is the best answer
+    # for a read (and a write fails with 503 anyway).
+
     async def get_user_entry(self, provider: str, scim_id: str) -> Entry:
         cached = self.index.users.by_id.get(scim_id)
-        entry = await self.store.fetch_user(
-            provider, scim_id, cached if cached and cached.provider == provider else None
-        )
+        cached = cached if cached is not None and cached.provider == provider else None
+        try:
+            entry = await self.store.fetch_user(provider, scim_id, cached)
+        except ApiUnavailable:
+            if cached is None:
+                raise
+            entry = cached
         if entry is None:
             raise not_found(f"User {scim_id} not found")
         return entry
 
     async def get_group_entry(self, provider: str, scim_id: str) -> Entry:
-        entry = await self.store.fetch_group(provider, scim_id)
+        cached = self.index.groups.by_id.get(scim_id)
+        try:
+            entry = await self.store.fetch_group(provider, scim_id)
+        except ApiUnavailable:
+            if cached is None or cached.provider != provider:
+                raise
+            entry = cached
         if entry is None:
             raise not_found(f"Group {scim_id} not found")
         return entry
@@ -205,7 +233,7 @@ class ScimService:
 
     async def list_resources(self, provider: str, query: Query, base_url: str, *, users: bool) -> dict[str, Any]:
         collection = self.index.users if users else self.index.groups
-        schema = USERS_SCHEMA if users else GROUPS_SCHEMA
+        schema = self.users_schema(provider) if users else GROUPS_SCHEMA
         attributes = parse_attribute_list(query.attributes)
         excluded = parse_attribute_list(query.excluded_attributes)
         wants_members = not users and _wants(attributes, excluded, "members", query)
@@ -321,7 +349,7 @@ class ScimService:
             )
             for read_only in ("id", "meta", "groups", "schemas"):
                 current.pop(read_only, None)
-            patched = apply_operations(current, operations, USERS_SCHEMA)
+            patched = apply_operations(current, operations, self.users_schema(provider))
             spec = user_spec_from_scim(patched, provider)
             if spec.dump() == entry.spec:
                 return self.user_resource(entry, base_url)

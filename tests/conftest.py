@@ -18,10 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig
-from kubescim_dev.controlplane import ControlPlane, tool_path
-from kubescim_dev.processes import STARTED, GatewayProcess, start_gateway
+from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig, Resource
+from kubescim_dev.controlplane import REPO_ROOT, ControlPlane, tool_path
+from kubescim_dev.oktasim.org import generate
+from kubescim_dev.oktasim.pusher import OktaPusher
+from kubescim_dev.processes import STARTED, GatewayProcess, start_gateway, start_operator
 from kubescim_dev.stack import create_provider, install_crds
+
+KOPF_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings")
+EXAMPLES = REPO_ROOT / "crds" / "examples"
 
 
 @dataclass(frozen=True)
@@ -130,13 +135,32 @@ def no_token_in_any_log() -> Iterator[None]:
     assert not leaks, f"provisioning tokens found in logs: {leaks}"
 
 
+# Custom attributes as Okta sends them undeclared: the seed's employeeID in the enterprise namespace
+# (the simulator's org carries it), and one under an extension URN of the org's own.
+CUSTOM_URN = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
+DEPLOYED_RULES = (
+    "teammapping-playground.yaml",
+    "teammapping-department.yaml",
+    "teammapping-squads.yaml",
+    "businessunitmapping-costcenter.yaml",
+    "businessunitmapping-contractors.yaml",
+)
+
+
 @pytest.fixture(scope="session")
 async def scim_env(crds: Cluster, kube: Kube, request: pytest.FixtureRequest) -> AsyncIterator[ScimEnv]:
+    """The gateway as it is deployed: two replicas, the operator running and writing labels and
+    statuses, the mapping rules applied, and the provider populated with the simulator's org (custom
+    attributes included) pushed the way Okta pushes it. A second provider stays empty."""
     namespace = f"scim-{uuid.uuid4().hex[:8]}"
     await kube.create(NAMESPACES, {"metadata": {"name": namespace}})
+    await kube.create(
+        KOPF_PEERINGS, {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "kubescim"}}, namespace
+    )
     token = await make_provider(kube, namespace, "okta")
     other_token = await make_provider(kube, namespace, "fresh")
     gateways: list[GatewayProcess] = []
+    operator = None
     try:
         for _ in range(2):
             gateways.append(
@@ -144,9 +168,34 @@ async def scim_env(crds: Cluster, kube: Kube, request: pytest.FixtureRequest) ->
                     start_gateway, crds.kubeconfig, namespace, extra_env={"KUBESCIM_DEFAULT_PROVIDER": "okta"}
                 )
             )
+        for rule in DEPLOYED_RULES:
+            crds.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / rule))
+        operator = await asyncio.to_thread(start_operator, crds.kubeconfig, namespace)
+        await _push_org(gateways[0].url + "/providers/okta/scim/v2", token)
         yield ScimEnv(namespace, "okta", token, "fresh", other_token, gateways, crds)
     finally:
-        for gateway in gateways:
-            gateway.stop()
+        for process in [*gateways, *([operator] if operator else [])]:
+            process.stop()
             if request.session.testsfailed:
-                print(f"\n--- {gateway.name} log ---\n{gateway.log(40)}")
+                print(f"\n--- {process.name} log ---\n{process.log(40)}")
+
+
+async def _push_org(scim_url: str, token: str) -> None:
+    org = generate(40, 8, seed=5)
+    pusher = OktaPusher(org, scim_url, token)
+    try:
+        await pusher.push_everything()
+        # One user with an attribute of an extension no one declared.
+        async with httpx.AsyncClient(base_url=scim_url, headers={"Authorization": f"Bearer {token}"}) as client:
+            response = await client.post(
+                "/Users",
+                json={
+                    "userName": "custom.attributes@example.com",
+                    "externalId": "00ucustomattributes",
+                    "active": True,
+                    CUSTOM_URN: {"badgeNumber": "B-17", "clearanceLevel": 3, "onCall": True},
+                },
+            )
+            assert response.status_code == 201, response.text
+    finally:
+        await pusher.close()

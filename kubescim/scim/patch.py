@@ -95,7 +95,7 @@ def apply_operations(resource: dict[str, Any], operations: list[Operation], sche
                         )
                     continue
                 _apply_path(result, operation.op, _attr_path(key), None, None, value, schema)
-        elif (whole := _whole_extension(result, operation.path, schema)) is not None:
+        elif (whole := _whole_extension(result, operation.path, schema, operation.value)) is not None:
             _apply_extension(result, operation.op, whole, operation.value)
         else:
             urn = operation.path.attr.urn
@@ -129,15 +129,23 @@ def _check_declared(path: PatchPath, schema: ResourceSchema, raw: str | None) ->
         raise ScimError(400, f"{attribute.name} has no sub-attribute {sub!r}: {shown!r}", ScimType.INVALID_PATH)
 
 
-def _whole_extension(resource: dict[str, Any], path: PatchPath, schema: ResourceSchema) -> str | None:
-    """The URN when a PATCH path names a whole extension object (`urn:...:enterprise:2.0:User`)."""
+def _whole_extension(resource: dict[str, Any], path: PatchPath, schema: ResourceSchema, value: Any) -> str | None:
+    """The URN when a PATCH path names a whole extension object (`urn:...:enterprise:2.0:User`).
+    A path is ambiguous on its face (`urn:x:2.0:User` could be attribute `User` of `urn:x:2.0`):
+    a schema this resource type knows decides, then an extension the resource carries, and for an
+    unknown URN an object value means the whole extension."""
     if path.value_filter is not None or path.attr.sub or path.attr.urn is None:
         return None
     full = f"{path.attr.urn}:{path.attr.attr}"
     for extension in schema.extensions:
         if extension.id.lower() == full.lower():
             return extension.id
-    return _existing_key(resource, full)
+    if any(urn.lower() == path.attr.urn.lower() for urn in (schema.core.id, *(e.id for e in schema.extensions))):
+        return None  # an attribute of a known schema
+    existing = _existing_key(resource, full)
+    if existing is not None or not isinstance(value, dict):
+        return existing
+    return full
 
 
 def _known_or_present(resource: dict[str, Any], urn: str, schema: ResourceSchema) -> bool:

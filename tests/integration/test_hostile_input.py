@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from kubescim.constants import SCIM_USERS
+from kubescim.constants import ANNOTATION_LAST_MODIFIED, GROUP_LABEL_PREFIX, SCIM_USERS
 from kubescim.kube import Kube
 from tests.conftest import ScimEnv, make_provider
 
@@ -28,8 +29,21 @@ def assert_error(response: httpx.Response, status: int, scim_type: str | None = 
 
 
 async def snapshot(kube: Kube, namespace: str) -> dict[str, str]:
+    """What a SCIM client's writes change on every user: attributes, group memberships and
+    lastModified. (Not the resourceVersion: the operator running beside the gateway writes team
+    labels and statuses of its own.)"""
     items, _ = await kube.list(SCIM_USERS, namespace)
-    return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in items}
+    return {
+        i["metadata"]["name"]: json.dumps(
+            [
+                i["spec"],
+                sorted(k for k in i["metadata"].get("labels", {}) if k.startswith(GROUP_LABEL_PREFIX)),
+                i["metadata"].get("annotations", {}).get(ANNOTATION_LAST_MODIFIED),
+            ],
+            sort_keys=True,
+        )
+        for i in items
+    }
 
 
 async def test_unicode_case_folding_decides_uniqueness(scim_env: ScimEnv) -> None:

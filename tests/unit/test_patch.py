@@ -280,3 +280,10 @@ def test_undeclared_extension_attributes_stay_open() -> None:
     # Okta's custom attribute arrives undeclared in the enterprise namespace, with its exact name.
     patched = patch(USER, {"op": "replace", "path": f"{ENTERPRISE_USER_URN}:employeeID", "value": "E-1"})
     assert patched[ENTERPRISE_USER_URN]["employeeID"] == "E-1"
+
+
+def test_a_path_naming_a_whole_unknown_extension_sets_that_extension() -> None:
+    urn = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
+    patched = patch(USER, {"op": "add", "path": urn, "value": {"schemas": [urn], "badgeNumber": "B-1"}})
+    assert patched[urn] == {"badgeNumber": "B-1"}
+    assert "urn:ietf:params:scim:schemas:extension:acme:2.0" not in patched
