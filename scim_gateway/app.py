@@ -28,6 +28,7 @@ from kubescim.tokens import bearer_value
 from scim_gateway import discovery
 from scim_gateway.index import Index
 from scim_gateway.observability import Metrics, RequestMiddleware
+from scim_gateway.paths import NormalizedPaths
 from scim_gateway.providers import Provider, ProviderRegistry
 from scim_gateway.service import Query as ListQuery
 from scim_gateway.service import ScimService
@@ -458,6 +459,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             "logs": settings.opentelemetry,
         },
     )
+    app.add_middleware(NormalizedPaths)
     app.include_router(scim, prefix="/scim/v2")
     app.include_router(scim, prefix="/providers/{provider}/scim/v2", dependencies=[Depends(provider_path)])
 

@@ -426,6 +426,9 @@ def _member_ids(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value]
     ids = []
     for item in items:
+        if isinstance(item, str) and item:
+            ids.append(item)  # pre-RFC clients (Microsoft's validation collection) send the bare id
+            continue
         if not isinstance(item, dict) or not isinstance(item.get("value"), str) or not item["value"]:
             raise bad_request("each member must be an object with a non-empty string 'value'")
         ids.append(item["value"])

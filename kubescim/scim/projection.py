@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kubescim.scim.errors import ScimError, ScimType
 from kubescim.scim.filter import AttrPath, parse_attr_path
 
 ALWAYS = frozenset({"id", "schemas"})
+_VALUE_FILTER = re.compile(r"\[[^\]]*\]")
 
 
 def parse_attribute_list(text: str | None) -> list[AttrPath] | None:
     if text is None or not text.strip():
         return None
     paths = []
-    for part in text.split(","):
-        part = part.strip()
+    for raw in text.split(","):
+        # Not RFC 7644 (attributes are attribute names), but Microsoft's validation collection asks
+        # for `emails[type eq "work"]`: the value filter is ignored and the attribute returned whole.
+        part = _VALUE_FILTER.sub("", raw).strip()
         if not part:
             continue
         try:

@@ -309,3 +309,21 @@ async def test_concurrent_member_adds_lose_nothing(scim_env: ScimEnv) -> None:
         for client in (first, second):
             members = (await client.get(f"/Groups/{gid}")).json()["members"]
             assert {m["value"] for m in members} == set(ids)
+
+
+async def test_a_base_url_entered_with_a_trailing_slash_works(scim_env: ScimEnv) -> None:
+    """Okta appends `/Users` to the base URL as typed: `https://host/scim/v2/` gives `//Users`."""
+    async with httpx.AsyncClient(
+        base_url=scim_env.gateways[0].url, headers={"Authorization": f"Bearer {scim_env.token}", **OKTA_HEADERS}
+    ) as client:
+        for prefix in ("/scim/v2/", f"/providers/{scim_env.provider}/scim/v2/"):
+            users = await client.get(f"{prefix}/Users", params={"startIndex": 1, "count": 2})
+            assert users.status_code == 200, users.text
+            assert users.json()["itemsPerPage"] == 2
+            groups = await client.get(f"{prefix}/Groups", params={"startIndex": 1, "count": 100})
+            assert groups.status_code == 200, groups.text
+            config = await client.get(f"{prefix}/ServiceProviderConfig")
+            assert config.json()["patch"]["supported"] is True
+            created = await client.post(f"{prefix}/Users", json=okta_user(unique_user_name()))
+            assert created.status_code == 201, created.text
+            assert "//" not in created.json()["meta"]["location"].split("://", 1)[1]
