@@ -541,10 +541,11 @@ class Engine:
             return_exceptions=True,
         )
         # Whatever failed is retried on a later flush; one bad object never drops the others' work.
+        # A 404 is an object deleted since it was queued: its DELETED event follows, nothing to retry.
         failed = [
             (key, r)
             for key, r in zip([*target_keys, *rule_keys, *group_keys], results, strict=True)
-            if isinstance(r, BaseException)
+            if isinstance(r, BaseException) and not (isinstance(r, ApiError) and r.not_found)
         ]
         for key, error in failed:
             if isinstance(error, ApiUnavailable):

@@ -1,6 +1,6 @@
 """Names shared by the gateway, the operator, the CLI and the chart: API group, label keys, annotations.
 
-Label keys are the contract for membership (DESIGN.md decision 2): a user's group, team and
+Label keys are the contract for membership (docs/design.md, Storage): a user's group, team and
 business-unit memberships are labels on the ScimUser, so `kubectl get scimusers -l KEY` lists
 a group/team/BU of any size, and concurrent membership writes touch different keys.
 """

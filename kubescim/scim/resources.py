@@ -2,7 +2,7 @@
 
 A ScimUser's object name is derived from its provider and its case-folded userName: the API server
 refuses a second object with the same name, which makes userName uniqueness atomic across gateway
-replicas and client retries (DESIGN.md decision 3). SCIM ids are random UUIDs kept in a label, so
+replicas and client retries (docs/design.md, Storage). SCIM ids are random UUIDs kept in a label, so
 they survive renames and backup/restore.
 """
 
