@@ -14,7 +14,7 @@ help:
 	@echo "make test        lint + the whole test suite (what CI runs)"
 	@echo "make test-quick  lint + tests not marked slow"
 	@echo "make up / down   start / stop the local stack in the background (.local/stack.env)"
-	@echo "make lint        ruff + mypy --strict"
+	@echo "make lint        ruff + mypy --strict + import-linter layer contracts"
 	@echo "make bench       benchmarks -> bench/results/latest.{md,json} (BENCH_ARGS=--full for 100k users)"
 
 $(STAMP): pyproject.toml
@@ -32,6 +32,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 fmt: venv
 	$(VENV)/bin/ruff format .

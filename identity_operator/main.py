@@ -9,7 +9,7 @@ import kopf
 
 from identity_operator import handlers  # noqa: F401 - registers the handlers
 from identity_operator.settings import OperatorSettings
-from scim_gateway.observability import configure_logging
+from kubescim.logs import configure_logging
 
 
 def main() -> None:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scim_gateway.settings import _default_namespace
+from kubescim.settings import KubescimSettings
 
 
-class OperatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KUBESCIM_", extra="ignore")
-
-    namespace: str = Field(default_factory=_default_namespace, description="Namespace the operator serves.")
-    kubeconfig: str | None = Field(default=None, description="Kubeconfig path; in-cluster config when unset.")
+class OperatorSettings(KubescimSettings):
     peering: str = Field(default="kubescim", description="KopfPeering name shared by the active operator and standbys.")
     priority: int = Field(default=100, description="Peering priority; a standby runs with a lower one.")
     standalone: bool = Field(default=False, description="Run without peering (a single operator, no standby).")
@@ -32,4 +27,3 @@ class OperatorSettings(BaseSettings):
         default=30.0, gt=0, description="First retry delay after a failed run (doubling, capped at the interval)."
     )
     okta_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one Okta API request.")
-    log_level: str = "INFO"

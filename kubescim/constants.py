@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from kubescim.kube import Resource
+from kubescim.resource import Resource
 
 GROUP: Final = "identity.kubescim.dev"
 VERSION: Final = "v1alpha1"

@@ -28,6 +28,8 @@ from typing import Any, Literal
 import aiohttp
 import yaml
 
+from kubescim.resource import Resource as Resource  # re-exported: callers build Resources with the client
+
 JSON = dict[str, Any]
 Items = list[JSON]  # (a name: inside Kube, `list` is the method)
 PatchType = Literal["merge", "json", "strategic", "apply"]
@@ -168,28 +170,6 @@ def _temp_file(data: bytes) -> str:
     handle.close()
     os.chmod(handle.name, 0o600)
     return handle.name
-
-
-@dataclass(frozen=True)
-class Resource:
-    """Where a resource kind lives in the API: enough to build its URLs."""
-
-    group: str
-    version: str
-    plural: str
-    namespaced: bool = True
-
-    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
-        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        parts = [prefix]
-        if self.namespaced and namespace:
-            parts.append(f"namespaces/{namespace}")
-        parts.append(self.plural)
-        if name:
-            parts.append(name)
-        if subresource:
-            parts.append(subresource)
-        return "/".join(parts)
 
 
 SECRETS = Resource("", "v1", "secrets")

@@ -318,3 +318,12 @@ class ControlPlane:
         keep = self.keep_workdir if keep is None else keep
         if self.workdir is not None and self._owns_workdir and not keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tool_path("kubectl")), f"--kubeconfig={kubeconfig}", *args],
+        check=check,
+        text=True,
+        capture_output=True,
+    )

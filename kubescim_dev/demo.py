@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-from kubescim_dev.controlplane import REPO_ROOT
-
-if TYPE_CHECKING:
-    from kubescim_dev.stack import Stack
+from kubescim.cli import main as cli
+from kubescim_dev.controlplane import REPO_ROOT, kubectl
 
 RULES = [
     "teammapping-playground.yaml",
@@ -31,12 +29,10 @@ def _step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def run_demo(stack: Stack, env: dict[str, str]) -> int:
-    from kubescim_dev.stack import NAMESPACE, kubectl
-
-    kubeconfig = stack.kubeconfig
-    ns = ("-n", NAMESPACE)
-    _step(f"control plane {stack.control_plane.url}, gateway {env['SCIM_URL']}, Okta simulator {env['OKTA_URL']}")
+def run_demo(kubeconfig: Path, api_url: str, env: dict[str, str], namespace: str) -> int:
+    """The story, told against a running stack (kubescim_dev.stack starts it)."""
+    ns = ("-n", namespace)
+    _step(f"control plane {api_url}, gateway {env['SCIM_URL']}, Okta simulator {env['OKTA_URL']}")
     print("the simulator pushed its org through the gateway like Okta's SCIM client (filter, POST, PUT, PATCH)")
     print(kubectl(kubeconfig, "get", "identityproviders", *ns).stdout)
 
@@ -70,9 +66,7 @@ def run_demo(stack: Stack, env: dict[str, str]) -> int:
         kubectl(kubeconfig, "get", "scimusers", *ns, "-l", "team.identity.kubescim.dev/alpha", "-o", "json").stdout
     )["items"]
     if users:
-        from kubescim.cli import main as cli
-
-        cli(["--kubeconfig", str(kubeconfig), "-n", NAMESPACE, "explain", "user", users[0]["spec"]["userName"]])
+        cli(["--kubeconfig", str(kubeconfig), "-n", namespace, "explain", "user", users[0]["spec"]["userName"]])
 
     _step("the Okta reconciliation (Management API) found the cluster in sync")
     deadline = time.monotonic() + 60

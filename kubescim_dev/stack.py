@@ -25,7 +25,8 @@ from pathlib import Path
 from kubescim.cli import rotate_token
 from kubescim.constants import API_VERSION, IDENTITY_PROVIDERS
 from kubescim.kube import NAMESPACES, SECRETS, ApiError, Kube, KubeConfig, Resource
-from kubescim_dev.controlplane import REPO_ROOT, ControlPlane, free_port, tool_path
+from kubescim_dev.controlplane import REPO_ROOT, ControlPlane, free_port, kubectl, tool_path
+from kubescim_dev.demo import run_demo
 from kubescim_dev.processes import ManagedProcess, start_gateway, start_operator
 
 LOCAL = REPO_ROOT / ".local"
@@ -35,15 +36,6 @@ LOG_FILE = LOCAL / "stack.log"
 NAMESPACE = "kubescim"
 PROVIDER = "okta"
 KOPF_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings")
-
-
-def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(tool_path("kubectl")), f"--kubeconfig={kubeconfig}", *args],
-        check=check,
-        text=True,
-        capture_output=True,
-    )
 
 
 def install_crds(kubeconfig: Path) -> None:
@@ -296,12 +288,10 @@ def down() -> int:
 
 
 def demo() -> int:
-    from kubescim_dev.demo import run_demo
-
     stack = Stack()
     try:
         env = stack.start()
-        return run_demo(stack, env)
+        return run_demo(stack.kubeconfig, stack.control_plane.url, env, NAMESPACE)
     finally:
         stack.stop()
 

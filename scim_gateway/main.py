@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
+from kubescim.logs import configure_logging
 from scim_gateway.app import create_app
-from scim_gateway.observability import configure_logging
 from scim_gateway.settings import GatewaySettings
 
 

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-def _default_namespace() -> str:
-    return IN_CLUSTER_NAMESPACE.read_text().strip() if IN_CLUSTER_NAMESPACE.exists() else "default"
+from kubescim.settings import KubescimSettings
 
 
-class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KUBESCIM_", extra="ignore")
-
-    namespace: str = Field(default_factory=_default_namespace, description="Namespace of the SCIM resources.")
-    kubeconfig: str | None = Field(default=None, description="Kubeconfig path; in-cluster config when unset.")
+class GatewaySettings(KubescimSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on all interfaces
     port: int = 8080
     public_base_url: str | None = Field(
@@ -39,5 +28,4 @@ class GatewaySettings(BaseSettings):
         description="FastAPI's native OpenTelemetry traces, metrics and logs (when a provider is configured). "
         "Off by default: the gateway exports Prometheus metrics, and the per-request check cost ~4% of its CPU.",
     )
-    log_level: str = "INFO"
     log_json: bool = True
