@@ -327,3 +327,28 @@ async def test_a_base_url_entered_with_a_trailing_slash_works(scim_env: ScimEnv)
             created = await client.post(f"{prefix}/Users", json=okta_user(unique_user_name()))
             assert created.status_code == 201, created.text
             assert "//" not in created.json()["meta"]["location"].split("://", 1)[1]
+
+
+async def test_schemas_describe_the_custom_attributes_users_carry(scim_env: ScimEnv) -> None:
+    """Okta sends employeeID (enterprise namespace) and an org's own extension undeclared: /Schemas
+    lists them, typed, and the User resource type names the extension, so validating clients accept
+    the resources (scim2-tester rejected them with "Extra inputs are not permitted")."""
+    from tests.conftest import CUSTOM_URN
+
+    async with scim_env.client(1) as client:
+        schemas = {s["id"]: s for s in (await client.get("/Schemas")).json()["Resources"]}
+        enterprise = {a["name"]: a["type"] for a in schemas[ENTERPRISE_USER_URN]["attributes"]}
+        assert enterprise["employeeID"] == "string"
+        assert enterprise["department"] == "string"
+        custom = {a["name"]: a["type"] for a in schemas[CUSTOM_URN]["attributes"]}
+        assert custom == {"badgeNumber": "string", "clearanceLevel": "integer", "onCall": "boolean"}
+        single = (await client.get(f"/Schemas/{CUSTOM_URN}")).json()
+        assert single["id"] == CUSTOM_URN
+        user_type = (await client.get("/ResourceTypes/User")).json()
+        assert {e["schema"] for e in user_type["schemaExtensions"]} == {ENTERPRISE_USER_URN, CUSTOM_URN}
+        # Typed filters on a learned attribute.
+        found = await client.get("/Users", params={"filter": f"{CUSTOM_URN}:clearanceLevel gt 2"})
+        assert [u["userName"] for u in found.json()["Resources"]] == ["custom.attributes@example.com"]
+    async with scim_env.client(provider=scim_env.other_provider, token=scim_env.other_token) as empty:
+        ids = {s["id"] for s in (await empty.get("/Schemas")).json()["Resources"]}
+        assert CUSTOM_URN not in ids  # learned per provider
