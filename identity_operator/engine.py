@@ -28,8 +28,6 @@ from identity_operator.records import GroupRecord, RuleRecord, TargetKey, Target
 from identity_operator.settings import OperatorSettings
 from kubescim.api.models import (
     BusinessUnitStatus,
-    Condition,
-    ConditionStatus,
     DerivedMembership,
     MappingStatus,
     Member,
@@ -37,6 +35,7 @@ from kubescim.api.models import (
     ScimUserStatus,
     TeamStatus,
 )
+from kubescim.conditions import condition, status_equal
 from kubescim.constants import (
     API_VERSION,
     BUSINESS_UNIT_LABEL_PREFIX,
@@ -86,44 +85,6 @@ def _first(index: Mapping[Any, Iterable[Any]], key: Any) -> Any:
     for value in store:
         return value
     return None
-
-
-def conditions_equal(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
-    def strip(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in items]
-
-    return strip(old) == strip(new)
-
-
-def condition(
-    type_: str, ok: bool, reason: str, message: str, previous: list[dict[str, Any]], generation: int | None = None
-) -> dict[str, Any]:
-    """A condition that keeps its lastTransitionTime while its status does not change."""
-    status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
-    old = next((c for c in previous if c.get("type") == type_), None)
-    since = old.get("lastTransitionTime") if old and old.get("status") == status.value else None
-    built = Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message[:32000],
-        last_transition_time=dt.datetime.fromisoformat(since.replace("Z", "+00:00")) if since else now(),
-        observed_generation=generation,
-    )
-    return built.dump()
-
-
-def status_equal(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    keys = set(old) | set(new)
-    for key in keys:
-        if key == "conditions":
-            if not conditions_equal(old.get(key) or [], new.get(key) or []):
-                return False
-        elif (old.get(key) if old.get(key) not in ([], None) else None) != (
-            new.get(key) if new.get(key) not in ([], None) else None
-        ):
-            return False
-    return True
 
 
 @dataclass

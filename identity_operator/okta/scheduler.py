@@ -17,6 +17,7 @@ from typing import Any
 from identity_operator.okta.reconciler import RunResult, reconcile
 from kubescim import lease
 from kubescim.api.models import IdentityProviderSpec, LastSync
+from kubescim.conditions import condition
 from kubescim.constants import (
     ANNOTATION_ALLOW_MASS_DEACTIVATION,
     ANNOTATION_SYNC_REQUESTED,
@@ -60,6 +61,7 @@ class ProviderState:
     task: asyncio.Task[None] | None = None
     last: RunResult | None = None
     runs: int = 0
+    conditions: list[dict[str, Any]] = field(default_factory=list)  # as last seen or written
 
 
 class Scheduler:
@@ -91,15 +93,22 @@ class Scheduler:
             log.error("invalid IdentityProvider spec", extra={"provider": name})
             return
         state = self.providers.get(name)
+        seen_conditions = list((body.get("status") or {}).get("conditions") or [])
         if state is None:
             state = ProviderState(
-                name, spec, str(meta.get("uid", "")), sync_requested=annotations.get(ANNOTATION_SYNC_REQUESTED)
+                name,
+                spec,
+                str(meta.get("uid", "")),
+                sync_requested=annotations.get(ANNOTATION_SYNC_REQUESTED),
+                conditions=seen_conditions,
             )
             self.providers[name] = state
             state.task = asyncio.create_task(self._loop(state), name=f"reconcile-{name}")
             return
         interval_changed = spec.reconcile.interval != state.spec.reconcile.interval
         state.spec = spec
+        if seen_conditions:
+            state.conditions = seen_conditions
         requested = annotations.get(ANNOTATION_SYNC_REQUESTED)
         if requested and requested != state.sync_requested:
             state.sync_requested = requested
@@ -250,24 +259,20 @@ class Scheduler:
             groups = len((await self.kube.list(SCIM_GROUPS, self.namespace, label_selector=selector))[0])
         except (ApiError, ApiUnavailable):
             pass
-        now = _iso(dt.datetime.now(dt.UTC))
-        synced = result.result == "Succeeded"
+        # Conditions keep their lastTransitionTime while their status holds (API conventions): a
+        # daily "Synced: True" must not look as if it had just become true.
+        previous = state.conditions
         conditions = [
-            {
-                "type": "Synced",
-                "status": "True" if synced else "False",
-                "reason": result.result,
-                "message": result.message[:1000],
-                "lastTransitionTime": now,
-            },
-            {
-                "type": "Ready",
-                "status": "True" if result.result != "Failed" else "False",
-                "reason": "Reconciling" if result.result != "Failed" else "SyncFailing",
-                "message": "SCIM endpoint served; last reconciliation " + result.result.lower(),
-                "lastTransitionTime": now,
-            },
+            condition("Synced", result.result == "Succeeded", result.result, result.message[:1000], previous),
+            condition(
+                "Ready",
+                result.result != "Failed",
+                "Reconciling" if result.result != "Failed" else "SyncFailing",
+                "SCIM endpoint served; last reconciliation " + result.result.lower(),
+                previous,
+            ),
         ]
+        state.conditions = conditions
         status: dict[str, Any] = {"lastSync": last, "conditions": conditions}
         if users is not None:
             status["userCount"] = users
