@@ -34,6 +34,7 @@ from kubescim.api.models import (
     ScimGroupSpec,
     ScimUserSpec,
     SyncCounts,
+    SyncResult,
     UnbackedPolicy,
 )
 from kubescim.constants import LABEL_PROVIDER, LABEL_SCIM_ID, SCIM_GROUPS, SCIM_USERS
@@ -51,15 +52,20 @@ class SecretMissing(Exception):
 
 @dataclass
 class RunResult:
-    result: str  # Succeeded | Failed | Blocked
+    result: SyncResult
     message: str
-    counts: SyncCounts
-    okta_calls: int
-    rate_limit_waits: int
-    duration: float
-    started: dt.datetime
+    counts: SyncCounts = field(default_factory=SyncCounts)
+    okta_calls: int = 0
+    rate_limit_waits: int = 0
+    duration: float = 0.0
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     writes: int = 0
     errors: list[str] = field(default_factory=list)
+    drift: bool = True  # the run found something to repair or to report (False: "no drift", stay quiet)
+
+    @classmethod
+    def failed(cls, message: str, **details: Any) -> RunResult:
+        return cls(SyncResult.FAILED, message, **details)
 
 
 async def read_secret_key(kube: Kube, namespace: str, name: str, key: str) -> str:
@@ -321,8 +327,12 @@ async def reconcile(
         waits = client.stats.rate_limit_waits if client else 0
         if own_client and client is not None:
             await client.close()
-        return RunResult(
-            "Failed", f"fetch failed, nothing changed: {error}", counts, calls, waits, time.monotonic() - clock, started
+        return RunResult.failed(
+            f"fetch failed, nothing changed: {error}",
+            okta_calls=calls,
+            rate_limit_waits=waits,
+            duration=time.monotonic() - clock,
+            started=started,
         )
     plan = make_plan(
         provider,
@@ -352,14 +362,15 @@ async def reconcile(
     if own_client:
         await client.close()
     duration = time.monotonic() - clock
+    result: SyncResult
     if applier.errors:
-        result, message = "Failed", f"{len(applier.errors)} write(s) failed; first: {applier.errors[0]}"
+        result, message = SyncResult.FAILED, f"{len(applier.errors)} write(s) failed; first: {applier.errors[0]}"
     elif plan.blocked:
-        result, message = "Blocked", plan.blocked
+        result, message = SyncResult.BLOCKED, plan.blocked
     elif plan.empty:
-        result, message = "Succeeded", "no drift"
+        result, message = SyncResult.SUCCEEDED, "no drift"
     else:
-        result, message = "Succeeded", _summary(counts)
+        result, message = SyncResult.SUCCEEDED, _summary(counts)
     if plan.unbacked_users and not plan.blocked:
         message += f"; not backed by Okta: {_names(u.spec.get('userName', u.scim_id) for u in plan.unbacked_users)}"
     if plan.remove_groups and not plan.blocked:
@@ -369,13 +380,14 @@ async def reconcile(
     return RunResult(
         result,
         message,
-        counts,
-        client.stats.calls,
-        client.stats.rate_limit_waits,
-        duration,
-        started,
-        applier.writes,
-        applier.errors,
+        counts=counts,
+        okta_calls=client.stats.calls,
+        rate_limit_waits=client.stats.rate_limit_waits,
+        duration=duration,
+        started=started,
+        writes=applier.writes,
+        errors=applier.errors,
+        drift=not plan.empty or bool(plan.invalid) or result != SyncResult.SUCCEEDED,
     )
 
 

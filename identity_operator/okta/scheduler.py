@@ -16,7 +16,7 @@ from typing import Any
 
 from identity_operator.okta.reconciler import RunResult, reconcile
 from kubescim import lease
-from kubescim.api.models import IdentityProviderSpec, LastSync
+from kubescim.api.models import IdentityProviderSpec, LastSync, SyncResult
 from kubescim.conditions import condition
 from kubescim.constants import (
     ANNOTATION_ALLOW_MASS_DEACTIVATION,
@@ -154,12 +154,12 @@ class Scheduler:
                 result = await self.run(state)
             except Exception:  # the schedule must outlive any bug in one run
                 log.exception("reconcile run crashed", extra={"provider": state.name})
-                result = RunResult("Failed", "internal error", _empty_counts(), 0, 0, 0.0, dt.datetime.now(dt.UTC))
+                result = RunResult.failed("internal error")
             finally:
                 with contextlib.suppress(ApiError, ApiUnavailable):
                     await lease.release(self.kube, self.namespace, lease_name)
             interval = parse_duration(state.spec.reconcile.interval)
-            if result.result == "Failed":
+            if result.result == SyncResult.FAILED:
                 failures += 1
                 delay = min(interval, self.retry_base * 2 ** min(failures - 1, 6)) * random.uniform(0.8, 1.2)
             else:
@@ -186,23 +186,13 @@ class Scheduler:
                 okta_timeout=self.okta_timeout,
             )
         except (ApiUnavailable, ApiError) as error:
-            result = RunResult(
-                "Failed",
-                f"Kubernetes API error: {str(error)[:300]}",
-                _empty_counts(),
-                0,
-                0,
-                0.0,
-                dt.datetime.now(dt.UTC),
-            )
+            result = RunResult.failed(f"Kubernetes API error: {str(error)[:300]}")
         except Exception as error:
             log.exception("reconcile crashed", extra={"provider": state.name})
-            result = RunResult(
-                "Failed", f"internal error: {type(error).__name__}", _empty_counts(), 0, 0, 0.0, dt.datetime.now(dt.UTC)
-            )
+            result = RunResult.failed(f"internal error: {type(error).__name__}")
         state.last = result
         state.runs += 1
-        if override and result.result != "Blocked":
+        if override and result.result != SyncResult.BLOCKED:
             state.allow_mass_deactivation = False
             await self._clear_override(state)
         await self._report(state, result)
@@ -278,7 +268,7 @@ class Scheduler:
             status["userCount"] = users
             status["groupCount"] = groups
         # The Event first: whoever sees the new status can also see why.
-        if result.result != "Succeeded" or result.message != "no drift":
+        if result.drift:
             await self._event(
                 state,
                 "Normal" if result.result == "Succeeded" else "Warning",
@@ -301,9 +291,3 @@ class Scheduler:
             )
         except (ApiError, ApiUnavailable) as error:
             log.warning("cannot clear the override annotation", extra={"error": str(error)[:200]})
-
-
-def _empty_counts() -> Any:
-    from kubescim.api.models import SyncCounts
-
-    return SyncCounts()
