@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubescim.constants import ANNOTATION_RENAMED_FROM, GROUP_LABEL_PREFIX, LABEL_PROVIDER, LABEL_SCIM_ID
+from kubescim.constants import ANNOTATION_RENAMED_FROM, LABEL_PROVIDER, LABEL_SCIM_ID
 from kubescim.informer import resource_version_int
 from kubescim.kube import JSON
+from kubescim.objects import group_ids_from_labels
 from kubescim.scim.learned import LearnedAttributes
 from kubescim.scim.resources import fold
 
@@ -94,9 +95,7 @@ def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
         last_modified=sys.intern(str(annotations.get(last_modified_annotation) or created)),
         spec_json=json.dumps(spec, ensure_ascii=False, separators=(",", ":")).encode(),
         # Group ids repeat across thousands of users: one string object each.
-        groups=tuple(
-            sorted(sys.intern(k[len(GROUP_LABEL_PREFIX) :]) for k in labels if k.startswith(GROUP_LABEL_PREFIX))
-        ),
+        groups=tuple(sys.intern(group_id) for group_id in group_ids_from_labels(labels)),
         unique_value=unique if isinstance(unique, str) else None,
         external_id=external_id if isinstance(external_id, str) else None,
         generation=int(meta.get("generation") or 0),
