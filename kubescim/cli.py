@@ -11,9 +11,27 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubescim.api.models import IdentityProviderSpec
-from kubescim.constants import ANNOTATION_SYNC_REQUESTED, IDENTITY_PROVIDERS, PART_OF
-from kubescim.kube import SECRETS, ApiError, ApiUnavailable, Kube, KubeConfig
-from kubescim.tokens import TOKEN_HASH_KEY, default_secret_name, generate_token, hash_token
+from kubescim.constants import (
+    ANNOTATION_SYNC_REQUESTED,
+    BUSINESS_UNIT_MAPPINGS,
+    IDENTITY_PROVIDERS,
+    PART_OF,
+    TEAM_MAPPINGS,
+)
+from kubescim.diagnosis import Finding, diagnose_provider, render
+from kubescim.kube import JSON, SECRETS, ApiError, ApiUnavailable, Kube, KubeConfig
+from kubescim.tokens import (
+    PREVIOUS_HASHES_KEY,
+    ROTATED_AT_ANNOTATION,
+    TOKEN_HASH_KEY,
+    PreviousToken,
+    default_secret_name,
+    generate_token,
+    hash_from_secret_data,
+    hash_token,
+    previous_from_secret_data,
+    previous_to_secret_data,
+)
 
 
 def _now() -> str:
@@ -41,7 +59,7 @@ async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
         "metadata": {
             "name": name,
             "labels": {**PART_OF, "identity.kubescim.dev/provider": provider},
-            "annotations": {"identity.kubescim.dev/rotated-at": rotated_at},
+            "annotations": {ROTATED_AT_ANNOTATION: rotated_at},
         },
         "data": {key: base64.b64encode(hash_token(token).encode()).decode()},
     }
@@ -50,8 +68,17 @@ async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
     except ApiError as error:
         if not error.conflict:
             raise
-        # Replace the whole data map: a seeded plain `token` key must not survive a rotation.
+        # Replace the whole data map: a seeded plain `token` key must not survive a rotation. The
+        # replaced token's hash joins the previous ones (hashes only; never valid again), so a
+        # client still sending it is told so.
         current = await kube.get(SECRETS, name, namespace)
+        data = current.get("data") or {}
+        replaced = hash_from_secret_data(data, key)
+        previous = previous_from_secret_data(data)
+        if replaced is not None:
+            previous = (PreviousToken(replaced, rotated_at), *previous)
+        if previous:
+            secret["data"][PREVIOUS_HASHES_KEY] = previous_to_secret_data(previous)
         secret["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         await kube.replace(SECRETS, name, secret, namespace)
     await kube.patch(
@@ -71,6 +98,23 @@ async def request_sync(kube: Kube, namespace: str, provider: str) -> None:
         {"metadata": {"annotations": {ANNOTATION_SYNC_REQUESTED: _now()}}},
         namespace,
     )
+
+
+async def doctor_report(kube: Kube, namespace: str, provider: str | None) -> list[tuple[str, list[Finding]]]:
+    if provider is not None:
+        try:
+            providers = [await kube.get(IDENTITY_PROVIDERS, provider, namespace)]
+        except ApiError as error:
+            if error.not_found:
+                raise SystemExit(f"error: no IdentityProvider {provider!r} in namespace {namespace!r}") from None
+            raise
+    else:
+        providers, _ = await kube.list(IDENTITY_PROVIDERS, namespace)
+    rules: list[JSON] = []
+    for resource, kind in ((TEAM_MAPPINGS, "TeamMapping"), (BUSINESS_UNIT_MAPPINGS, "BusinessUnitMapping")):
+        items, _ = await kube.list(resource, namespace)
+        rules += [{**item, "kind": kind} for item in items]
+    return [(p["metadata"]["name"], diagnose_provider(p, rules)) for p in providers]
 
 
 def _run(config: KubeConfig, work: Callable[[Kube], Awaitable[Any]]) -> Any:
@@ -104,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("what", choices=["user", "rule"])
     explain.add_argument("name", help="a userName, or a TeamMapping/BusinessUnitMapping name")
 
+    doctor = commands.add_parser("doctor", help="what is wrong with a provider, and how to fix it")
+    doctor.add_argument("--provider", help="one provider (default: every provider in the namespace)")
+
     args = parser.parse_args(argv)
     config = KubeConfig.load(args.kubeconfig, args.context)
     namespace = args.namespace or config.namespace
@@ -121,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         _run(config, lambda kube: request_sync(kube, namespace, args.provider))
         print(f"sync requested for provider {args.provider}")
         return 0
+    if args.command == "doctor":
+        reports: list[tuple[str, list[Finding]]] = _run(
+            config, lambda kube: doctor_report(kube, namespace, args.provider)
+        )
+        for name, findings in reports:
+            print(render(name, findings))
+        return 1 if any(findings for _, findings in reports) else 0
     if args.command == "explain":
         from kubescim.explain import explain_rule, explain_user
 

@@ -11,10 +11,18 @@ from kubescim.kube import EVENTS, ApiError, ApiUnavailable, Kube
 
 log = logging.getLogger("kubescim.events")
 CONTROLLER = "identity.kubescim.dev/operator"
+GATEWAY = "identity.kubescim.dev/gateway"
 
 
 async def post_event(
-    kube: Kube, namespace: str, regarding: dict[str, Any], type_: str, reason: str, note: str, action: str = "Reconcile"
+    kube: Kube,
+    namespace: str,
+    regarding: dict[str, Any],
+    type_: str,
+    reason: str,
+    note: str,
+    action: str = "Reconcile",
+    controller: str = CONTROLLER,
 ) -> None:
     body = {
         "apiVersion": "events.k8s.io/v1",
@@ -26,7 +34,7 @@ async def post_event(
         "note": note[:1024],
         "action": action,
         "eventTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "reportingController": CONTROLLER,
+        "reportingController": controller,
         "reportingInstance": os.environ.get("HOSTNAME", "kubescim-operator")[:128],
     }
     try:

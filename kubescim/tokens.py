@@ -9,11 +9,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
+from dataclasses import dataclass
+from enum import Enum
 from typing import Final
 
 TOKEN_HASH_KEY: Final = "tokenHash"
 PLAIN_TOKEN_KEY: Final = "token"  # only in a Secret the installer provides to seed a token
+# Hashes of the last few replaced tokens, newest first, with when each was replaced: never valid
+# again, kept only so a 401 can say "that was the previous token" instead of "unknown token".
+PREVIOUS_HASHES_KEY: Final = "previousTokenHashes"
+KEEP_PREVIOUS: Final = 5
+ROTATED_AT_ANNOTATION: Final = "identity.kubescim.dev/rotated-at"
 HASH_PREFIX: Final = "sha256:"
 
 
@@ -60,3 +68,52 @@ def bearer_value(header: str | None) -> str | None:
     if " " in value:
         return None
     return value
+
+
+@dataclass(frozen=True)
+class PreviousToken:
+    hash: str
+    replaced_at: str  # when a newer token replaced it
+
+
+def previous_from_secret_data(data: dict[str, str]) -> tuple[PreviousToken, ...]:
+    raw = data.get(PREVIOUS_HASHES_KEY)
+    if not raw:
+        return ()
+    try:
+        entries = json.loads(base64.b64decode(raw))
+    except ValueError:
+        return ()
+    return tuple(
+        PreviousToken(str(e["hash"]), str(e.get("replacedAt", "")))
+        for e in entries
+        if isinstance(e, dict) and str(e.get("hash", "")).startswith(HASH_PREFIX)
+    )[:KEEP_PREVIOUS]
+
+
+def previous_to_secret_data(previous: tuple[PreviousToken, ...]) -> str:
+    entries = [{"hash": p.hash, "replacedAt": p.replaced_at} for p in previous[:KEEP_PREVIOUS]]
+    return base64.b64encode(json.dumps(entries, separators=(",", ":")).encode()).decode()
+
+
+class Verdict(Enum):
+    ACCEPTED = "accepted"
+    MISSING = "missing"  # no credentials at all
+    PREVIOUS = "previous"  # a token of this provider that a rotation replaced
+    UNKNOWN = "unknown"
+
+
+def judge(
+    presented: str | None, current: str | None, previous: tuple[PreviousToken, ...] = ()
+) -> tuple[Verdict, PreviousToken | None]:
+    """Which token this is. Every stored hash is compared (constant time each), so the answer's
+    timing does not tell a current token from a previous one."""
+    if presented is None:
+        return Verdict.MISSING, None
+    accepted = current is not None and verify(presented, current)
+    matched = next((p for p in previous if verify(presented, p.hash)), None)
+    if accepted:
+        return Verdict.ACCEPTED, None
+    if matched is not None:
+        return Verdict.PREVIOUS, matched
+    return Verdict.UNKNOWN, None

@@ -24,8 +24,9 @@ from kubescim.constants import ANNOTATION_LAST_MODIFIED, SCIM_GROUPS, SCIM_USERS
 from kubescim.informer import Informer
 from kubescim.kube import ApiUnavailable, Kube, KubeConfig
 from kubescim.scim.errors import ScimError, ScimType, bad_request, unavailable
-from kubescim.tokens import bearer_value
+from kubescim.tokens import PreviousToken, Verdict, bearer_value
 from scim_gateway import discovery
+from scim_gateway.auth_report import RejectionReporter
 from scim_gateway.index import Index
 from scim_gateway.observability import Metrics, RequestMiddleware
 from scim_gateway.paths import NormalizedPaths
@@ -114,6 +115,19 @@ async def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
+def unauthorized_detail(provider: str, verdict: Verdict, previous: PreviousToken | None) -> str:
+    """Why a request is refused, revealing nothing a caller does not already hold: only the holder of
+    a replaced token learns that it was replaced, and when."""
+    if verdict is Verdict.MISSING:
+        return "missing credentials: send the provisioning token as the Authorization header (Bearer <token>)"
+    if verdict is Verdict.PREVIOUS and previous is not None:
+        return (
+            f"not the current token of provider {provider} (rotated at {previous.replaced_at}): "
+            "enter the new provisioning token in the identity provider"
+        )
+    return f"unknown token for provider {provider}"
+
+
 @dataclass(frozen=True)
 class Context:
     """The authenticated provider of a SCIM request and its base URL."""
@@ -136,9 +150,12 @@ async def scim_context(
         if name is None:
             raise ScimError(404, "no default provider: use /providers/{name}/scim/v2")
     provider = providers.get(name)
-    # Unknown provider and wrong token look the same, so provider names cannot be probed.
-    if provider is None or not gateway.providers.authenticate(provider, bearer_value(authorization)):
-        raise ScimError(401, "missing or invalid credentials")
+    # An unknown provider answers like an unknown token, so provider names cannot be probed.
+    if provider is None:
+        raise ScimError(401, unauthorized_detail(name, Verdict.UNKNOWN, None))
+    verdict, previous = gateway.providers.authenticate(provider, bearer_value(authorization))
+    if verdict is not Verdict.ACCEPTED:
+        raise ScimError(401, unauthorized_detail(name, verdict, previous))
     if not provider.spec.scim.enabled:
         raise ScimError(403, f"SCIM is disabled for provider {name}")
     if provider.limiter is not None:
@@ -439,9 +456,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         gateway.providers.start()
         for informer in gateway.informers:
             informer.start()
+        reporter = RejectionReporter(gateway.kube, settings.namespace, gateway.providers)
+        reporter.start()
         try:
             yield
         finally:
+            await reporter.stop()
             for informer in gateway.informers:
                 await informer.stop()
             await gateway.providers.stop()

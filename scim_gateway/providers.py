@@ -19,7 +19,16 @@ from kubescim.api.models import IdentityProviderSpec
 from kubescim.constants import IDENTITY_PROVIDERS
 from kubescim.informer import Informer
 from kubescim.kube import JSON, SECRETS, Kube
-from kubescim.tokens import TOKEN_HASH_KEY, default_secret_name, hash_from_secret_data, verify
+from kubescim.tokens import (
+    ROTATED_AT_ANNOTATION,
+    TOKEN_HASH_KEY,
+    PreviousToken,
+    Verdict,
+    default_secret_name,
+    hash_from_secret_data,
+    judge,
+    previous_from_secret_data,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,21 @@ class RateLimiter:
 
 
 @dataclass
+class Rejections:
+    """Requests refused for their credentials, not yet reported to the IdentityProvider's status."""
+
+    previous_token: int = 0
+    unknown_token: int = 0
+    missing_credentials: int = 0
+    last_at: float = 0.0  # epoch seconds
+    replaced_at: str | None = None  # of the previous token seen last
+
+    @property
+    def total(self) -> int:
+        return self.previous_token + self.unknown_token + self.missing_credentials
+
+
+@dataclass
 class Provider:
     name: str
     spec: IdentityProviderSpec
@@ -54,6 +78,10 @@ class Provider:
     secret_key: str
     token_hash: str | None = None
     limiter: RateLimiter | None = None
+    previous: tuple[PreviousToken, ...] = ()
+    rotated_at: str | None = None  # of the current token (the Secret's annotation)
+    rejections: Rejections = field(default_factory=Rejections)
+    uid: str = ""  # the IdentityProvider's, so its Events show in `kubectl describe`
 
 
 class ProviderRegistry:
@@ -116,9 +144,13 @@ class ProviderRegistry:
             if previous and previous.limiter and rate and previous.limiter.rate == rate
             else (RateLimiter(float(rate)) if rate else None)
         )
-        provider = Provider(name, spec, secret_name, secret_key, limiter=limiter)
+        provider = Provider(
+            name, spec, secret_name, secret_key, limiter=limiter, uid=str(obj["metadata"].get("uid", ""))
+        )
         if previous is not None and previous.secret_name == secret_name and previous.secret_key == secret_key:
             provider.token_hash = previous.token_hash
+            provider.previous, provider.rotated_at = previous.previous, previous.rotated_at
+            provider.rejections = previous.rejections
         self.providers[name] = provider
         if secret_name not in self._secret_informers:
             informer = Informer(
@@ -143,20 +175,36 @@ class ProviderRegistry:
             self._set_hash(secret_name, None)
             return
         data = obj.get("data") or {}
+        rotated_at = ((obj.get("metadata") or {}).get("annotations") or {}).get(ROTATED_AT_ANNOTATION)
         for provider in self.providers.values():
             if provider.secret_name == secret_name:
                 try:
-                    provider.token_hash = hash_from_secret_data(data, provider.secret_key)
+                    token_hash = hash_from_secret_data(data, provider.secret_key)
                 except (ValueError, UnicodeDecodeError):
                     log.error("unreadable token Secret", extra={"provider": provider.name, "secret": secret_name})
-                    provider.token_hash = None
+                    token_hash = None
+                if token_hash != provider.token_hash:
+                    provider.rejections = Rejections()  # counts start again at each rotation
+                provider.token_hash = token_hash
+                provider.previous = previous_from_secret_data(data)
+                provider.rotated_at = rotated_at
 
     def _set_hash(self, secret_name: str, value: str | None) -> None:
         for provider in self.providers.values():
             if provider.secret_name == secret_name:
                 provider.token_hash = value
 
-    def authenticate(self, provider: Provider, token: str | None) -> bool:
-        if token is None or provider.token_hash is None:
-            return False
-        return verify(token, provider.token_hash)
+    def authenticate(self, provider: Provider, token: str | None) -> tuple[Verdict, PreviousToken | None]:
+        """Judge the token; count a refusal for the provider's status (never the token itself)."""
+        verdict, previous = judge(token, provider.token_hash, provider.previous)
+        if verdict is not Verdict.ACCEPTED:
+            counts = provider.rejections
+            counts.last_at = time.time()
+            if verdict is Verdict.PREVIOUS:
+                counts.previous_token += 1
+                counts.replaced_at = previous.replaced_at if previous else None
+            elif verdict is Verdict.UNKNOWN:
+                counts.unknown_token += 1
+            else:
+                counts.missing_credentials += 1
+        return verdict, previous

@@ -322,9 +322,24 @@ class LastSync(StatusModel):
     rate_limit_waits: int | None = Field(default=None, ge=0, description="Times the run waited for rate limits.")
 
 
+class RejectedRequests(StatusModel):
+    """SCIM requests the gateways refused for their credentials since the token's last rotation."""
+
+    token_rotated_at: dt.datetime | None = Field(default=None, description="The rotation these counts start at.")
+    previous_token: int = Field(
+        default=0, ge=0, description="Requests with a token a rotation replaced: the client still has the old one."
+    )
+    unknown_token: int = Field(default=0, ge=0, description="Requests with a token this provider never issued.")
+    missing_credentials: int = Field(default=0, ge=0, description="Requests without an Authorization header.")
+    last_rejected_at: dt.datetime | None = Field(default=None, description="When the latest one came.")
+
+
 class IdentityProviderStatus(StatusModel):
     scim_endpoint: str | None = Field(default=None, max_length=2048, description="The SCIM base URL for Okta.")
     token_rotated_at: dt.datetime | None = Field(default=None, description="When the provisioning token last changed.")
+    rejected_requests: RejectedRequests | None = Field(
+        default=None, description="Requests refused for their credentials since the last rotation (all gateways)."
+    )
     last_sync: LastSync | None = Field(default=None, description="The latest reconciliation run.")
     next_sync_time: dt.datetime | None = Field(default=None, description="When the next run is due.")
     user_count: int | None = Field(default=None, ge=0, description="ScimUsers of this provider.")

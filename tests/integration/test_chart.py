@@ -209,6 +209,8 @@ def test_rbac_is_least_privilege(cluster: Cluster, crds: Cluster, chart_namespac
             "get secrets/okta-seed-token",
             "get secrets/entra-scim-token",
             "watch secrets/legacy-scim-token",
+            "patch identityproviders/status",
+            "create events.events.k8s.io",
         ],
         "operator": [
             "patch scimusers",
@@ -244,6 +246,8 @@ def test_rbac_is_least_privilege(cluster: Cluster, crds: Cluster, chart_namespac
             "create secrets",
             "create pods",
             "list scimusers --all-namespaces",
+            "patch events.events.k8s.io",
+            "patch identityproviders/finalizers",
         ],
         "operator": [
             "update teams",

@@ -4,14 +4,18 @@ logs, and 503 + Retry-After while the API server is down."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from kubescim.cli import rotate_token
-from kubescim.kube import NAMESPACES, SECRETS, Kube, KubeConfig
+from kubescim.constants import IDENTITY_PROVIDERS
+from kubescim.kube import EVENTS, NAMESPACES, SECRETS, Kube, KubeConfig
 from kubescim_dev.controlplane import ControlPlane
 from kubescim_dev.processes import start_gateway
 from kubescim_dev.stack import install_crds
@@ -23,6 +27,83 @@ async def _status(url: str, token: str) -> int:
         return (
             await client.get(f"{url}/Users", params={"count": 1}, headers={"Authorization": f"Bearer {token}"})
         ).status_code
+
+
+async def test_a_client_still_using_the_old_token_is_told_and_reported(kube: Kube, scim_env: ScimEnv) -> None:
+    """The Okta guide's "Test API Credentials fails" after a rotation: the 401 says the token was
+    replaced (and when), the IdentityProvider's status counts such requests from every replica,
+    and a Warning Event tells `kubectl describe` readers the identity provider has the old token."""
+    provider = f"old-{uuid.uuid4().hex[:6]}"
+    old = await make_provider(kube, scim_env.namespace, provider)
+    urls = [f"{g.url}/providers/{provider}/scim/v2" for g in scim_env.gateways]
+    deadline = time.monotonic() + 10
+    while not all([await _status(u, old) == 200 for u in urls]):
+        assert time.monotonic() < deadline, "the gateways never learned the first token"
+        await asyncio.sleep(0.05)
+    new = await rotate_token(kube, scim_env.namespace, provider)
+    ISSUED_TOKENS.add(new)
+    secret = await kube.get(SECRETS, f"{provider}-scim-token", scim_env.namespace)
+    assert old not in str(secret)  # hashes only
+    assert new not in str(secret)
+
+    async def refused(url: str, token: str | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{url}/Users", headers=headers)
+        assert response.status_code == 401, response.text
+        return dict(response.json())
+
+    deadline = time.monotonic() + 10
+    while "not the current token" not in (await refused(urls[1], old))["detail"]:
+        assert time.monotonic() < deadline, "the gateway never learned of the rotation"
+        await asyncio.sleep(0.05)
+    for url in urls:
+        detail = (await refused(url, old))["detail"]
+        assert f"not the current token of provider {provider} (rotated at 20" in detail
+        assert old not in detail
+    assert (await refused(urls[0], "x" * 43))["detail"] == f"unknown token for provider {provider}"
+    assert "missing credentials" in (await refused(urls[0], None))["detail"]
+
+    async def reported() -> dict[str, object]:
+        status = (await kube.get(IDENTITY_PROVIDERS, provider, scim_env.namespace)).get("status") or {}
+        counts = dict(status.get("rejectedRequests") or {})
+        assert counts.get("previousToken", 0) >= 4, counts  # at least 2 + 1 per replica, from both replicas
+        assert counts.get("unknownToken") == 1, counts
+        assert counts.get("missingCredentials") == 1, counts
+        assert counts["tokenRotatedAt"] == status["tokenRotatedAt"]  # the counts of this rotation
+        return counts
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            await reported()
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    events, _ = await kube.list(EVENTS, scim_env.namespace)
+    notes = [e.get("note", "") for e in events if e.get("reason") == "PreviousTokenInUse"]
+    assert any(f"provider {provider} used the token replaced at" in n for n in notes), notes
+    assert all(old not in str(e) and new not in str(e) for e in events)
+
+    # `kubescim doctor` names the symptom and its fix, and fails; a healthy provider passes.
+    doctor = await _cli(scim_env, "doctor", "--provider", provider)
+    assert doctor.returncode == 1, doctor.stdout
+    assert "used the previous token" in doctor.stdout
+    assert "fix: paste the current token" in doctor.stdout
+    healthy = f"ok-{uuid.uuid4().hex[:6]}"
+    await make_provider(kube, scim_env.namespace, healthy)
+    fine = await _cli(scim_env, "doctor", "--provider", healthy)
+    assert fine.returncode == 0, fine.stdout
+    assert f"provider {healthy}: no problem found" in fine.stdout
+
+
+async def _cli(scim_env: ScimEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [str(Path(sys.executable).parent / "kubescim"), "--kubeconfig", str(scim_env.cluster.kubeconfig)]
+    return await asyncio.to_thread(
+        subprocess.run, [*argv, "-n", scim_env.namespace, *args], capture_output=True, text=True, timeout=60
+    )
 
 
 async def test_rotation_takes_effect_on_every_replica_within_a_second(kube: Kube, scim_env: ScimEnv) -> None:

@@ -1,0 +1,112 @@
+"""`kubescim doctor`: what is wrong with a provider, and the fix for each — from the statuses the
+gateway and the operator keep (pure: objects in, findings out).
+
+The Okta guide ends with symptoms an administrator checks by hand; these are the ones kubescim can
+see for itself: a client still sending a replaced token, an unknown token (wrong base URL or token),
+no token at all, a failing or blocked reconciliation, and mapping rules of the provider that are not
+Ready.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Literal["error", "warning"]
+    what: str
+    fix: str
+
+
+def _condition(obj: JSON, type_: str) -> JSON | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == type_), None)
+
+
+def diagnose_provider(provider: JSON, rules: list[JSON]) -> list[Finding]:
+    name = str(provider["metadata"]["name"])
+    status = provider.get("status") or {}
+    findings: list[Finding] = []
+    if not status.get("tokenRotatedAt"):
+        findings.append(
+            Finding(
+                "error",
+                f"provider {name} has no provisioning token recorded",
+                f"kubescim token rotate --provider {name}, then paste the token into the identity provider",
+            )
+        )
+    rejected = status.get("rejectedRequests") or {}
+    if rejected.get("previousToken"):
+        findings.append(
+            Finding(
+                "error",
+                f"{rejected['previousToken']} request(s) since the rotation at {rejected.get('tokenRotatedAt')} used the "
+                f"previous token (last at {rejected.get('lastRejectedAt')}): the identity provider still has the old token",
+                "paste the current token into the app's API Token field (Okta: Provisioning > Integration), or rotate "
+                f"again (kubescim token rotate --provider {name}) and paste the one printed",
+            )
+        )
+    if rejected.get("unknownToken"):
+        findings.append(
+            Finding(
+                "warning",
+                f"{rejected['unknownToken']} request(s) with a token provider {name} never issued",
+                f"check that the base URL names this provider (…/providers/{name}/scim/v2) and that the token is "
+                "the one `kubescim token rotate` printed for it",
+            )
+        )
+    if rejected.get("missingCredentials"):
+        findings.append(
+            Finding(
+                "warning",
+                f"{rejected['missingCredentials']} request(s) without credentials",
+                "the app must send the token as the Authorization header (Okta: SCIM 2.0 Test App (Header Auth))",
+            )
+        )
+    last = status.get("lastSync") or {}
+    if last.get("result") == "Failed":
+        findings.append(
+            Finding(
+                "error",
+                f"the last Okta reconciliation failed: {last.get('message', '')}",
+                "fix what the message names (credentials Secret, org URL, app id, network), then "
+                f"kubescim sync --provider {name}",
+            )
+        )
+    elif last.get("result") == "Blocked":
+        findings.append(
+            Finding(
+                "warning",
+                f"the last Okta reconciliation was blocked: {last.get('message', '')}",
+                "if the change is intended, annotate the IdentityProvider "
+                "identity.kubescim.dev/allow-mass-deactivation=true for one run",
+            )
+        )
+    for rule in rules:
+        providers = (rule.get("spec") or {}).get("providers") or []
+        if providers and name not in providers:
+            continue
+        ready = _condition(rule, "Ready")
+        if ready is not None and ready.get("status") == "False":
+            kind, rule_name = rule.get("kind", "Mapping"), rule["metadata"]["name"]
+            findings.append(
+                Finding(
+                    "warning",
+                    f"{kind} {rule_name} is not Ready: {ready.get('message', ready.get('reason', ''))}",
+                    f"kubectl describe {kind.lower()} {rule_name}; kubescim explain rule {rule_name}",
+                )
+            )
+    return findings
+
+
+def render(provider: str, findings: list[Finding]) -> str:
+    if not findings:
+        return f"provider {provider}: no problem found"
+    lines = [f"provider {provider}: {len(findings)} finding(s)"]
+    for finding in findings:
+        lines.append(f"  {finding.severity.upper()}: {finding.what}")
+        lines.append(f"    fix: {finding.fix}")
+    return "\n".join(lines)
