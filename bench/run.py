@@ -630,6 +630,7 @@ async def bench_okta(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str,
         )
         minimum = (
             math.ceil(len(org.assignments) / MAX_LIMIT["app_users"])
+            + max(1, math.ceil(len(org.group_assignments) / MAX_LIMIT["app_groups"]))
             + math.ceil(len(org.push_mappings) / MAX_LIMIT["push"])
             + math.ceil(len(org.groups) / MAX_LIMIT["groups"])
             + sum(max(1, math.ceil(len(g.members) / MAX_LIMIT["group_users"])) for g in org.groups.values())

@@ -29,6 +29,7 @@ from identity_operator.settings import OperatorSettings
 from kubescim.api.models import (
     BusinessUnitStatus,
     DerivedMembership,
+    MappingSource,
     MappingStatus,
     Member,
     Provenance,
@@ -134,6 +135,9 @@ class Engine:
     _flush_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _writes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    # A group-source rule's pushed-group count, per rule: (rule generation, groups version, count).
+    _groups_version: int = 0
+    _group_matches: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -199,9 +203,30 @@ class Engine:
     def group_changed(self, scim_id: str, renamed: bool) -> None:
         assert self.indexes is not None
         self.dirty_groups.add(scim_id)
-        if renamed:
+        if renamed:  # (also: created or deleted)
             self.mark_users(self.indexes.users_by_group.get(scim_id, ()))
+            self._groups_version += 1
+            self.dirty_rules.update(
+                key for key, records in self.indexes.rules.items() for r in records if _group_source(r)
+            )
         self._flush_wakeup.set()
+
+    def groups_matched(self, key: tuple[str, str], record: RuleRecord) -> int:
+        """How many pushed groups (of the rule's providers) a group-source rule matches."""
+        assert self.indexes is not None
+        cached = self._group_matches.get(key)
+        if cached is not None and cached[:2] == (record.generation, self._groups_version):
+            return cached[2]
+        rule = record.rule
+        providers = set(rule.spec.providers or ())
+        count = 0
+        if rule.matcher is not None:
+            for records in self.indexes.groups.values():
+                for group in records:
+                    if (not providers or group.provider in providers) and rule.matcher.match(group.display_name):
+                        count += 1
+        self._group_matches[key] = (record.generation, self._groups_version, count)
+        return count
 
     def rules_changed(self, kind: TargetKind, name: str) -> None:
         """A rule appeared, changed or went: recompute who had it and who matches it now."""
@@ -695,6 +720,23 @@ class Engine:
                 record.generation,
             ),
         ]
+        if _group_source(record) and problem is None:
+            # The Okta guide's "group membership is not syncing": a group assigned but never pushed
+            # has no ScimGroup, so a rule waiting for it matches nothing.
+            matched = self.groups_matched(key, record)
+            status["conditions"].append(
+                condition(
+                    "GroupsMatched",
+                    matched > 0,
+                    "PushedGroupsMatch" if matched else "NoPushedGroupMatches",
+                    f"matches {matched} pushed group(s)"
+                    if matched
+                    else "no pushed group's displayName matches: push the group in Okta (Push Groups) or fix the "
+                    "rule's match (kubescim doctor lists groups assigned but not pushed)",
+                    previous,
+                    record.generation,
+                )
+            )
         if not status_equal(record.status, status):
             async with self._writes:
                 await self.kube.patch(
@@ -761,3 +803,8 @@ class Engine:
 
     async def _post_event(self, regarding: dict[str, Any], type_: str, reason: str, note: str) -> None:
         await post_event(self.kube, self.settings.namespace, regarding, type_, reason, note)
+
+
+def _group_source(record: RuleRecord) -> bool:
+    # (An invalid rule's placeholder spec may lack a source.)
+    return getattr(record.rule.spec, "source", None) == MappingSource.GROUP

@@ -3,8 +3,8 @@ gateway and the operator keep (pure: objects in, findings out).
 
 The Okta guide ends with symptoms an administrator checks by hand; these are the ones kubescim can
 see for itself: a client still sending a replaced token, an unknown token (wrong base URL or token),
-no token at all, a failing or blocked reconciliation, and mapping rules of the provider that are not
-Ready.
+no token at all, a failing or blocked reconciliation, groups assigned to the app but not pushed, and
+mapping rules of the provider that are not Ready or match no pushed group.
 """
 
 from __future__ import annotations
@@ -85,18 +85,39 @@ def diagnose_provider(provider: JSON, rules: list[JSON]) -> list[Finding]:
                 "identity.kubescim.dev/allow-mass-deactivation=true for one run",
             )
         )
+    unpushed = status.get("unpushedGroups") or []
+    if unpushed:
+        names = ", ".join(str(g.get("name")) for g in unpushed[:5]) + (
+            f" and {len(unpushed) - 5} more" if len(unpushed) > 5 else ""
+        )
+        findings.append(
+            Finding(
+                "warning",
+                f"{len(unpushed)} group(s) assigned to the app but not pushed: {names} — their membership does not sync",
+                "push them in Okta (the app's Push Groups tab); assigning a group only provisions its users",
+            )
+        )
     for rule in rules:
         providers = (rule.get("spec") or {}).get("providers") or []
         if providers and name not in providers:
             continue
+        kind, rule_name = rule.get("kind", "Mapping"), rule["metadata"]["name"]
         ready = _condition(rule, "Ready")
         if ready is not None and ready.get("status") == "False":
-            kind, rule_name = rule.get("kind", "Mapping"), rule["metadata"]["name"]
             findings.append(
                 Finding(
                     "warning",
                     f"{kind} {rule_name} is not Ready: {ready.get('message', ready.get('reason', ''))}",
                     f"kubectl describe {kind.lower()} {rule_name}; kubescim explain rule {rule_name}",
+                )
+            )
+        groups = _condition(rule, "GroupsMatched")
+        if groups is not None and groups.get("status") == "False":
+            findings.append(
+                Finding(
+                    "warning",
+                    f"{kind} {rule_name} matches no pushed group",
+                    f"push the group in Okta (Push Groups), or fix the rule's match: kubescim explain rule {rule_name}",
                 )
             )
     return findings

@@ -26,7 +26,7 @@ import jwt
 
 log = logging.getLogger("kubescim.okta")
 LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([^";]+)"?')
-MAX_LIMIT = {"app_users": 500, "push": 1000, "group_users": 1000, "users": 200, "groups": 10000}
+MAX_LIMIT = {"app_users": 500, "app_groups": 200, "push": 1000, "group_users": 1000, "users": 200, "groups": 10000}
 
 
 class OktaFetchError(Exception):
@@ -260,6 +260,10 @@ class OktaClient:
 
     async def app_users(self, app_id: str) -> list[dict[str, Any]]:
         return await self.list_all(f"/api/v1/apps/{app_id}/users", "app_users", {"expand": "user"})
+
+    async def app_groups(self, app_id: str) -> list[dict[str, Any]]:
+        """Groups assigned to the app (their members get it); pushing them is separate."""
+        return await self.list_all(f"/api/v1/apps/{app_id}/groups", "app_groups")
 
     async def push_mappings(self, app_id: str) -> list[dict[str, Any]]:
         return await self.list_all(f"/api/v1/apps/{app_id}/group-push/mappings", "push")

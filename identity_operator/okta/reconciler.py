@@ -62,6 +62,7 @@ class RunResult:
     writes: int = 0
     errors: list[str] = field(default_factory=list)
     drift: bool = True  # the run found something to repair or to report (False: "no drift", stay quiet)
+    unpushed: list[UnpushedGroup] = field(default_factory=list)
 
     @classmethod
     def failed(cls, message: str, **details: Any) -> RunResult:
@@ -103,9 +104,23 @@ async def credentials_for(kube: Kube, namespace: str, spec: IdentityProviderSpec
 # --- snapshots ----------------------------------------------------------------------------------
 
 
-async def fetch_okta(
-    client: OktaClient, app_id: str, group_concurrency: int = 4
-) -> tuple[list[OktaUser], list[OktaGroup]]:
+@dataclass(frozen=True)
+class UnpushedGroup:
+    """A group assigned to the app (its members get the app) that Push Groups does not push: its
+    membership never reaches the cluster (the Okta guide's "group membership is not syncing")."""
+
+    okta_id: str
+    name: str
+
+
+@dataclass
+class OktaSnapshot:
+    users: list[OktaUser]
+    groups: list[OktaGroup]  # pushed groups, with their members
+    unpushed: list[UnpushedGroup]
+
+
+async def fetch_okta(client: OktaClient, app_id: str, group_concurrency: int = 4) -> OktaSnapshot:
     app_users = await client.app_users(app_id)
     users = []
     for app_user in app_users:
@@ -125,12 +140,14 @@ async def fetch_okta(
             )
         )
     mappings = [m for m in await client.push_mappings(app_id) if m.get("status", "ACTIVE") == "ACTIVE"]
+    pushed = {str(m["sourceGroupId"]) for m in mappings}
+    unpushed_ids = sorted({str(g["id"]) for g in await client.app_groups(app_id)} - pushed)
     names = (
         {
             str(g["id"]): str((g.get("profile") or {}).get("name", ""))
             for g in await client.list_all("/api/v1/groups", "groups")
         }
-        if mappings
+        if mappings or unpushed_ids
         else {}
     )
     semaphore = asyncio.Semaphore(group_concurrency)
@@ -144,7 +161,8 @@ async def fetch_okta(
         return OktaGroup(source, mapping.get("targetGroupId"), names[source], frozenset(member_ids))
 
     groups = await asyncio.gather(*(one(m) for m in mappings))
-    return users, list(groups)
+    unpushed = [UnpushedGroup(g, names.get(g, g)) for g in unpushed_ids]
+    return OktaSnapshot(users, list(groups), sorted(unpushed, key=lambda g: (g.name, g.okta_id)))
 
 
 async def fetch_cluster(kube: Kube, namespace: str, provider: str) -> tuple[list[ClusterUser], list[ClusterGroup]]:
@@ -320,7 +338,8 @@ async def reconcile(
                 budget_share=spec.reconcile.max_rate_limit_share_percent / 100,
                 timeout=okta_timeout,
             )
-        okta_users, okta_groups = await fetch_okta(client, spec.okta.app_id)
+        okta = await fetch_okta(client, spec.okta.app_id)
+        okta_users, okta_groups = okta.users, okta.groups
         cluster_users, cluster_groups = await fetch_cluster(kube, namespace, provider)
     except (OktaFetchError, SecretMissing) as error:
         calls = client.stats.calls if client else 0
@@ -388,6 +407,7 @@ async def reconcile(
         writes=applier.writes,
         errors=applier.errors,
         drift=not plan.empty or bool(plan.invalid) or result != SyncResult.SUCCEEDED,
+        unpushed=okta.unpushed,
     )
 
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from identity_operator.okta.reconciler import RunResult, reconcile
+from identity_operator.okta.reconciler import RunResult, UnpushedGroup, reconcile
 from kubescim import lease
 from kubescim.api.models import IdentityProviderSpec, LastSync, SyncResult
 from kubescim.conditions import condition
@@ -62,6 +62,7 @@ class ProviderState:
     last: RunResult | None = None
     runs: int = 0
     conditions: list[dict[str, Any]] = field(default_factory=list)  # as last seen or written
+    unpushed: frozenset[UnpushedGroup] = frozenset()  # as the last run found them (Event on change)
 
 
 class Scheduler:
@@ -264,6 +265,8 @@ class Scheduler:
         ]
         state.conditions = conditions
         status: dict[str, Any] = {"lastSync": last, "conditions": conditions}
+        if result.result != SyncResult.FAILED or result.unpushed:  # a failed fetch knows nothing new
+            status["unpushedGroups"] = [{"oktaId": g.okta_id, "name": g.name[:256]} for g in result.unpushed[:100]]
         if users is not None:
             status["userCount"] = users
             status["groupCount"] = groups
@@ -275,6 +278,19 @@ class Scheduler:
                 {"Succeeded": "Reconciled", "Blocked": "MassDeactivationBlocked"}.get(result.result, "ReconcileFailed"),
                 result.message,
             )
+        unpushed = frozenset(result.unpushed)
+        if result.result != SyncResult.FAILED and unpushed and unpushed != state.unpushed:
+            shown = [g.name for g in result.unpushed[:5]]
+            more = f" and {len(result.unpushed) - 5} more" if len(result.unpushed) > 5 else ""
+            await self._event(
+                state,
+                "Warning",
+                "GroupNotPushed",
+                f"assigned to the app but not pushed: {', '.join(shown)}{more}. Push them (Okta: the app's "
+                "Push Groups tab) for their membership to sync; assigning a group only provisions its users",
+            )
+        if result.result != SyncResult.FAILED:
+            state.unpushed = unpushed
         await self._status(state, status)
 
     async def _event(self, state: ProviderState, type_: str, reason: str, note: str) -> None:

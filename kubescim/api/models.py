@@ -334,6 +334,13 @@ class RejectedRequests(StatusModel):
     last_rejected_at: dt.datetime | None = Field(default=None, description="When the latest one came.")
 
 
+class UnpushedGroupStatus(StatusModel):
+    """A group assigned to the app in Okta that Push Groups does not push."""
+
+    okta_id: Annotated[str, Field(max_length=64)] = Field(description="The group's Okta id.")
+    name: ShortText = Field(description="The group's name in Okta.")
+
+
 class IdentityProviderStatus(StatusModel):
     scim_endpoint: str | None = Field(default=None, max_length=2048, description="The SCIM base URL for Okta.")
     token_rotated_at: dt.datetime | None = Field(default=None, description="When the provisioning token last changed.")
@@ -341,6 +348,11 @@ class IdentityProviderStatus(StatusModel):
         default=None, description="Requests refused for their credentials since the last rotation (all gateways)."
     )
     last_sync: LastSync | None = Field(default=None, description="The latest reconciliation run.")
+    unpushed_groups: Annotated[list[UnpushedGroupStatus], Field(max_length=100)] | None = Field(
+        default=None,
+        description="Groups assigned to the app but not pushed (Push Groups), as the last run found them "
+        "(at most 100): their membership does not sync until they are pushed.",
+    )
     next_sync_time: dt.datetime | None = Field(default=None, description="When the next run is due.")
     user_count: int | None = Field(default=None, ge=0, description="ScimUsers of this provider.")
     group_count: int | None = Field(default=None, ge=0, description="ScimGroups of this provider.")

@@ -262,7 +262,8 @@ class Simulator:
         async def app_groups(request: Request, app_id: str) -> Response:
             if app_id != sim.org.app_id:
                 return okta_error(404, "E0000007", "Not found")
-            return sim.page(request, [], "app_groups")
+            assigned = [sim.org.app_group(g, i) for i, g in enumerate(sorted(sim.org.group_assignments))]
+            return sim.page(request, assigned, "app_groups")
 
         @app.get("/api/v1/apps/{app_id}/group-push/mappings")
         async def push_mappings(request: Request, app_id: str) -> Response:

@@ -133,6 +133,9 @@ class Org:
     groups: dict[str, Group] = field(default_factory=dict)
     assignments: dict[str, Assignment] = field(default_factory=dict)
     push_mappings: dict[str, PushMapping] = field(default_factory=dict)
+    # Groups assigned to the app (Assignments tab: their members get the app), by id -> when.
+    # Assigning a group does not push it: only Push Groups sends the group and its membership.
+    group_assignments: dict[str, str] = field(default_factory=dict)
     rnd: random.Random = field(default_factory=lambda: random.Random(0))
 
     # --- queries the API serves ----------------------------------------------------------------
@@ -214,6 +217,22 @@ class Org:
         self.assignments[user_id] = assignment
         return assignment
 
+    def assign_group(self, group_id: str) -> None:
+        self.group_assignments.setdefault(group_id, timestamp())
+
+    def unassign_group(self, group_id: str) -> None:
+        self.group_assignments.pop(group_id, None)
+
+    def app_group(self, group_id: str, priority: int) -> dict[str, Any]:
+        """An "application group" as /api/v1/apps/{id}/groups lists it."""
+        return {
+            "id": group_id,
+            "lastUpdated": self.group_assignments[group_id],
+            "priority": priority,
+            "profile": {},
+            "_links": {"group": {"href": f"/api/v1/groups/{group_id}"}},
+        }
+
     def push(self, group_id: str) -> PushMapping:
         existing = next((m for m in self.push_mappings.values() if m.source_group_id == group_id), None)
         if existing is not None:
@@ -239,7 +258,7 @@ class Org:
 
 
 def generate(users: int, groups: int, *, seed: int = 7, domain: str = "example.com") -> Org:
-    """A reproducible org: every user assigned to the app, every group pushed."""
+    """A reproducible org: every user assigned to the app, every group assigned and pushed."""
     rnd = random.Random(seed)
     org = Org(app_id=okta_id("0oa", rnd), rnd=rnd)
     base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -284,5 +303,6 @@ def generate(users: int, groups: int, *, seed: int = 7, domain: str = "example.c
             size = min(len(user_ids), max(1, int(rnd.expovariate(1 / 12))))
             group.members = set(rnd.sample(user_ids, size))
         org.groups[group.id] = group
+        org.assign_group(group.id)
         org.push(group.id)
     return org

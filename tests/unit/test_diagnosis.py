@@ -38,3 +38,10 @@ def test_each_symptom_is_named_with_its_fix() -> None:
     assert "entra-only" not in text
     no_token = diagnose_provider({"metadata": {"name": "okta"}, "status": {}}, [])
     assert no_token[0].fix.startswith("kubescim token rotate --provider okta")
+
+
+def test_groups_assigned_but_not_pushed_are_named() -> None:
+    findings = diagnose_provider(provider(unpushedGroups=[{"oktaId": "00g1", "name": "Bifrost-Admin"}]), [])
+    assert len(findings) == 1
+    assert "assigned to the app but not pushed: Bifrost-Admin" in findings[0].what
+    assert "Push Groups" in findings[0].fix
