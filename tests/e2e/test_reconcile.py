@@ -7,7 +7,10 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from kubescim.constants import (
     IDENTITY_PROVIDERS,
     SCIM_GROUPS,
     SCIM_USERS,
+    TEAM_MAPPINGS,
 )
 from kubescim.kube import EVENTS, SECRETS
 from kubescim_dev.oktasim.api import Fault, SimulatorConfig
@@ -387,3 +391,62 @@ async def test_okta_is_the_source_of_truth_unless_the_provider_keeps_strays(okta
     events, _ = await okta.stack.kube.list(EVENTS, okta.stack.namespace)
     assert any("stray.noid@example.com" in (e.get("message") or e.get("note") or "") for e in events)
     assert (await okta.sync())["message"] == "no drift"
+
+
+async def test_a_group_assigned_but_not_pushed_is_named_everywhere_an_admin_looks(okta: OktaWorld) -> None:
+    """The Okta guide's "group membership is not syncing": the group is assigned to the app (its
+    users arrive) but not pushed, so no ScimGroup exists and a rule waiting for it matches nothing."""
+    await okta.pusher.push_everything()
+    org = okta.org
+    members = set(list(org.users)[:3])
+    admins = org.add_group("Bifrost-Admin")
+    org.set_members(admins.id, members)
+    org.assign_group(admins.id)  # assigned, never pushed
+    await okta.stack.apply_mapping(
+        "Team",
+        "admins",
+        {"source": "Group", "match": {"value": "Bifrost-Admin"}, "target": {"name": "admins"}},
+    )
+    await okta.configure_provider()
+    start_operator(okta.stack)
+    last = await okta.first_run()
+    assert last["result"] == "Succeeded", last
+
+    provider = await okta.stack.kube.get(IDENTITY_PROVIDERS, "okta", okta.stack.namespace)
+    assert provider["status"]["unpushedGroups"] == [{"oktaId": admins.id, "name": "Bifrost-Admin"}]
+    events, _ = await okta.stack.kube.list(EVENTS, okta.stack.namespace)
+    notes = [e.get("note", "") for e in events if e.get("reason") == "GroupNotPushed"]
+    assert any("assigned to the app but not pushed: Bifrost-Admin" in n for n in notes), notes
+
+    async def rule_condition(status: str) -> None:
+        rule = await okta.stack.kube.get(TEAM_MAPPINGS, "admins", okta.stack.namespace)
+        conditions = {c["type"]: c for c in (rule.get("status") or {}).get("conditions") or []}
+        assert conditions.get("GroupsMatched", {}).get("status") == status, conditions
+
+    await eventually(lambda: rule_condition("False"), timeout=30)
+    doctor = await asyncio.to_thread(
+        subprocess.run,
+        [
+            str(Path(sys.executable).parent / "kubescim"),
+            "--kubeconfig",
+            str(okta.stack.cluster.kubeconfig),
+            "-n",
+            okta.stack.namespace,
+            "doctor",
+            "--provider",
+            "okta",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert doctor.returncode == 1, doctor.stdout
+    assert "assigned to the app but not pushed: Bifrost-Admin" in doctor.stdout
+    assert "TeamMapping admins matches no pushed group" in doctor.stdout
+
+    await okta.pusher.push_group(admins.id)  # the fix: push it
+    await eventually(lambda: rule_condition("True"), timeout=30)
+    again = await okta.sync()
+    assert again["result"] == "Succeeded", again
+    provider = await okta.stack.kube.get(IDENTITY_PROVIDERS, "okta", okta.stack.namespace)
+    assert provider["status"].get("unpushedGroups") in (None, [])
