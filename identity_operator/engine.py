@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from identity_operator.census import AttributeCensus
 from identity_operator.mapping import Desired, Grant, Rule, TargetKind, compose, evaluate_user
 from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord
 from identity_operator.settings import OperatorSettings
@@ -98,6 +99,7 @@ class Indexes:
     groups: Mapping[str, Iterable[GroupRecord]]
     rules: Mapping[tuple[str, str], Iterable[RuleRecord]]
     targets: Mapping[TargetKey, Iterable[TargetRecord]]
+    census: AttributeCensus = field(default_factory=AttributeCensus)
 
 
 @dataclass
@@ -137,6 +139,7 @@ class Engine:
     _writes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     # A group-source rule's pushed-group count, per rule: (rule generation, groups version, count).
     _groups_version: int = 0
+    _census_seen: int = -1
     _group_matches: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -199,6 +202,12 @@ class Engine:
 
     def user_changed(self, name: str) -> None:
         self.mark_users([name], bulk=False)
+        if self.indexes is not None and self.indexes.census.version != self._census_seen:
+            # An attribute appeared or disappeared: attribute rules re-check what users carry.
+            self._census_seen = self.indexes.census.version
+            self.dirty_rules.update(
+                key for key, records in self.indexes.rules.items() for r in records if r.rule.attribute is not None
+            )
 
     def group_changed(self, scim_id: str, renamed: bool) -> None:
         assert self.indexes is not None
@@ -720,6 +729,21 @@ class Engine:
                 record.generation,
             ),
         ]
+        attribute_check = None
+        if record.rule.attribute is not None and problem is None:
+            attribute_check = self.indexes.census.check(
+                name, record.rule.spec.providers or None, record.rule.attribute.attr
+            )
+            status["conditions"].append(
+                condition(
+                    "AttributeFound",
+                    attribute_check.ok,
+                    attribute_check.verdict,
+                    attribute_check.message,
+                    previous,
+                    record.generation,
+                )
+            )
         if _group_source(record) and problem is None:
             # The Okta guide's "group membership is not syncing": a group assigned but never pushed
             # has no ScimGroup, so a rule waiting for it matches nothing.
@@ -750,6 +774,11 @@ class Engine:
             old_ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
             if problem and old_ready.get("status") != "False":
                 await self._rule_event(kind, name, record, problem)
+            old_found: dict[str, Any] = next((c for c in previous if c.get("type") == "AttributeFound"), {})
+            changed = old_found.get("reason") != (attribute_check.verdict if attribute_check else None)
+            if attribute_check is not None and attribute_check.verdict != "Found" and changed:
+                reason = f"Attribute{attribute_check.verdict}"
+                await self._rule_event(kind, name, record, attribute_check.message, reason)
 
     async def _flush_group(self, scim_id: str) -> None:
         assert self.indexes is not None
@@ -782,14 +811,16 @@ class Engine:
             parts.append(f"removed {len(removed)}: {names(removed)}")
         await self._event(record.kind, record, "Normal", "MembersChanged", "; ".join(parts) + f" (now {len(after)})")
 
-    async def _rule_event(self, kind: str, name: str, record: RuleRecord, problem: str) -> None:
+    async def _rule_event(
+        self, kind: str, name: str, record: RuleRecord, problem: str, reason: str = "InvalidRule"
+    ) -> None:
         regarding = {
             "apiVersion": API_VERSION,
             "kind": f"{kind}Mapping",
             "name": name,
             "namespace": self.settings.namespace,
         }
-        await self._post_event(regarding, "Warning", "InvalidRule", problem)
+        await self._post_event(regarding, "Warning", reason, problem)
 
     async def _event(self, kind: str, record: TargetRecord, type_: str, reason: str, note: str) -> None:
         regarding = {

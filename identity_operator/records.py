@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from identity_operator.census import AttributeKeys, attribute_keys
 from identity_operator.mapping import Rule, TargetKind, UserFacts
 from kubescim.api.models import BusinessUnitSpec, MappingSpec, MappingTarget, Match, TeamSpec
 from kubescim.constants import (
@@ -66,6 +67,7 @@ class UserRecord:
     status_json: bytes
     generation: int
     resource_version: int
+    attribute_keys: AttributeKeys = ()  # which attributes it carries (for the census), shared shapes
 
     @property
     def resource(self) -> Body:
@@ -97,6 +99,7 @@ class UserRecord:
             status_json=_compact(body.get("status") or {}),
             generation=int(meta.get("generation") or 0),
             resource_version=int(meta.get("resourceVersion") or 0),
+            attribute_keys=attribute_keys(spec),
         )
 
     def facts(self, group_names: tuple[str, ...]) -> UserFacts:

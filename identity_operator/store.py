@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from identity_operator.census import AttributeCensus
 from identity_operator.engine import Indexes
 from identity_operator.mapping import TargetKind
 from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord
@@ -41,11 +42,14 @@ class Store:
     rules: dict[tuple[str, str], tuple[RuleRecord]] = field(default_factory=dict)
     targets: dict[TargetKey, tuple[TargetRecord]] = field(default_factory=dict)
     versions: dict[tuple[str, str], int] = field(default_factory=dict)
+    census: AttributeCensus = field(default_factory=AttributeCensus)
     seeded: asyncio.Event = field(default_factory=asyncio.Event)
     _seeding: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def indexes(self) -> Indexes:
-        return Indexes(self.users, self.users_by_group, self.users_by_user_name, self.groups, self.rules, self.targets)
+        return Indexes(
+            self.users, self.users_by_group, self.users_by_user_name, self.groups, self.rules, self.targets, self.census
+        )
 
     def _fresh(self, kind: str, body: dict[str, Any], deleted: bool = False) -> bool:
         """True if this event is not older than what the store holds (and record its version)."""
@@ -67,9 +71,11 @@ class Store:
             for group_id in old[0].group_ids:
                 self.users_by_group[group_id].discard(name)
             self.users_by_user_name[old[0].folded_user_name].discard(name)
+            self.census.add(old[0].provider, old[0].attribute_keys, -1)
         if deleted:
             return None
         record = UserRecord.from_body(body)
+        self.census.add(record.provider, record.attribute_keys, 1)
         self.users[name] = (record,)
         for group_id in record.group_ids:
             self.users_by_group[group_id].add(name)

@@ -4,7 +4,8 @@ gateway and the operator keep (pure: objects in, findings out).
 The Okta guide ends with symptoms an administrator checks by hand; these are the ones kubescim can
 see for itself: a client still sending a replaced token, an unknown token (wrong base URL or token),
 no token at all, a failing or blocked reconciliation, groups assigned to the app but not pushed, and
-mapping rules of the provider that are not Ready or match no pushed group.
+mapping rules of the provider that are not Ready, read an attribute no user carries (or carries
+under another case or namespace), or match no pushed group.
 """
 
 from __future__ import annotations
@@ -109,6 +110,17 @@ def diagnose_provider(provider: JSON, rules: list[JSON]) -> list[Finding]:
                     "warning",
                     f"{kind} {rule_name} is not Ready: {ready.get('message', ready.get('reason', ''))}",
                     f"kubectl describe {kind.lower()} {rule_name}; kubescim explain rule {rule_name}",
+                )
+            )
+        attribute = _condition(rule, "AttributeFound")
+        if attribute is not None and (attribute.get("status") == "False" or attribute.get("reason") == "CaseMismatch"):
+            findings.append(
+                Finding(
+                    "warning",
+                    f"{kind} {rule_name}: {attribute.get('message', attribute.get('reason', ''))}",
+                    "in Okta's Profile Editor, the attribute's External name (case included) and namespace must be "
+                    "what the rule reads; kubectl get scimuser <name> -o jsonpath='{.spec.extensions}' shows what "
+                    "arrives",
                 )
             )
         groups = _condition(rule, "GroupsMatched")

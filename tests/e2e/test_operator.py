@@ -4,6 +4,9 @@ Teams / BusinessUnits / user labels observed in the real API server."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,7 @@ from kubescim.constants import (
     TEAM_MAPPINGS,
     TEAMS,
 )
-from kubescim.kube import ApiError
+from kubescim.kube import EVENTS, ApiError
 from tests.e2e.conftest import ENTERPRISE, PATCH_URN, Stack, eventually
 
 
@@ -292,3 +295,70 @@ async def test_standby_takes_over_when_the_active_operator_is_killed(stack: Stac
     stack.start_operator(priority=100)  # the active comes back; the standby pauses again
     await asyncio.sleep(3)
     await converged()
+
+
+async def test_a_rule_reading_an_attribute_no_user_carries_says_so(stack: Stack) -> None:
+    """The Okta guide's "custom attribute is not arriving": Okta's External name is case-sensitive, so
+    `employeeId` arrives where a rule reads `employeeID`; or it arrives under another namespace; or
+    not at all. Each shows on the rule's AttributeFound condition, in an Event, and in doctor."""
+    acme = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
+    stack.start_operator()
+    async with stack.scim() as client:
+        for i in range(3):
+            await stack.create_user(client, f"emp{i}@example.com", **{ENTERPRISE: {"employeeId": f"E-{i}"}})
+    rules = {
+        "by-employee-id": {
+            "attribute": "employeeID",
+            "match": {"operator": "Any"},
+            "target": {"nameTemplate": "e-${*}"},
+        },
+        "acme-badge": {"attribute": f"{acme}:employeeId", "match": {"operator": "Any"}, "target": {"name": "badges"}},
+        "colours": {"attribute": "favouriteColour", "match": {"operator": "Any"}, "target": {"name": "colours"}},
+        "titles": {"attribute": "userName", "match": {"operator": "Any"}, "target": {"name": "everyone"}},
+    }
+    for name, spec in rules.items():
+        await stack.apply_mapping("Team", name, spec)
+
+    async def found() -> dict[str, tuple[str, str, str]]:
+        result = {}
+        for name in rules:
+            rule = await stack.kube.get(TEAM_MAPPINGS, name, stack.namespace)
+            conditions = {c["type"]: c for c in (rule.get("status") or {}).get("conditions") or []}
+            assert "AttributeFound" in conditions, (name, conditions)
+            c = conditions["AttributeFound"]
+            result[name] = (c["status"], c["reason"], c["message"])
+        return result
+
+    conditions = await eventually(found, timeout=30)
+    assert conditions["titles"][:2] == ("True", "Found")
+    assert conditions["by-employee-id"][:2] == ("True", "CaseMismatch")  # matched, but named differently
+    assert "reads employeeID; 3 user(s) carry employeeId" in conditions["by-employee-id"][2]
+    assert conditions["acme-badge"][:2] == ("False", "NearMiss")
+    assert f"carry employeeId under {ENTERPRISE}" in conditions["acme-badge"][2]
+    assert conditions["colours"][:2] == ("False", "NotCarried")
+
+    async def events() -> set[str]:
+        items, _ = await stack.kube.list(EVENTS, stack.namespace)
+        reasons = {e.get("reason") for e in items}
+        assert {"AttributeCaseMismatch", "AttributeNearMiss", "AttributeNotCarried"} <= reasons, reasons
+        return reasons
+
+    await eventually(events, timeout=20)
+    doctor = await asyncio.to_thread(
+        subprocess.run,
+        [
+            str(Path(sys.executable).parent / "kubescim"),
+            "--kubeconfig",
+            str(stack.cluster.kubeconfig),
+            "-n",
+            stack.namespace,
+            "doctor",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert doctor.returncode == 1, doctor.stdout
+    for name in ("by-employee-id", "acme-badge", "colours"):
+        assert f"TeamMapping {name}: " in doctor.stdout, doctor.stdout
+    assert "TeamMapping titles" not in doctor.stdout
