@@ -105,12 +105,12 @@ class ScimStorage:
 
     async def users_with_id(self, provider: str, scim_id: str) -> list[JSON]:
         """Every object carrying this user id (more than one only while a rename is interrupted),
-        oldest first."""
+        the current one last."""
         items, _ = await self.kube.list(
             SCIM_USERS, self.namespace, label_selector=f"{LABEL_SCIM_ID}={scim_id},{LABEL_PROVIDER}={provider}"
         )
         live = [i for i in items if not (i.get("metadata") or {}).get("deletionTimestamp")]
-        return sorted(live, key=_age_key)
+        return current_last(live)
 
     # --- users ------------------------------------------------------------------------------------
 
@@ -221,6 +221,23 @@ class ScimStorage:
             if error.status in (400, 422):
                 raise _invalid(error) from None
             raise
+
+
+def current_last(objects: list[JSON]) -> list[JSON]:
+    """Objects of one user id in rename order: an object another one names as its predecessor comes
+    before it. Without that annotation (objects written before it existed) creation order decides
+    — creationTimestamp has one-second resolution, so the resourceVersion breaks ties, which a write
+    to the old object after the rename could mislead; the annotation is exact."""
+    named = {
+        str(((o.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_RENAMED_FROM, "")) for o in objects
+    }
+
+    def order(obj: JSON) -> tuple[int, str, int]:
+        ref = ref_of(obj)
+        superseded = f"{ref.name}/{ref.uid}" in named
+        return (0 if superseded else 1, *_age_key(obj))
+
+    return sorted(objects, key=order)
 
 
 def _age_key(obj: JSON) -> tuple[str, int]:
