@@ -14,7 +14,16 @@ from typing import Any
 from kubescim.api.models import ScimGroupSpec
 from kubescim.kube import ApiUnavailable
 from kubescim.scim.errors import ScimError, ScimType, bad_request, not_found
-from kubescim.scim.filter import Filter, ResourceSchema, equality_lookup, evaluate, parse_filter
+from kubescim.scim.filter import (
+    Filter,
+    ResourceSchema,
+    attribute_values,
+    attributes_named,
+    equality_lookup,
+    evaluate,
+    parse_attr_path,
+    parse_filter,
+)
 from kubescim.scim.learned import extension_schemas
 from kubescim.scim.patch import (
     apply_operations,
@@ -251,7 +260,9 @@ class ScimService:
             page = [(entry, None) for entry in collection.page(provider, query.start_index - 1, query.count)]
         else:
             candidates = await self._candidates(collection, provider, query, users)
-            filter_needs_members = query.filter is not None and not users and "members" in repr(query.filter).lower()
+            filter_needs_members = (
+                query.filter is not None and not users and "members" in attributes_named(query.filter)
+            )
             matched: list[tuple[Entry, dict[str, Any] | None]] = []
             for entry in candidates:
                 if query.filter is None:
@@ -289,8 +300,6 @@ class ScimService:
         render: Any,
         schema: ResourceSchema,
     ) -> list[tuple[Entry, dict[str, Any] | None]]:
-        from kubescim.scim.filter import attribute_values, parse_attr_path
-
         try:
             path = parse_attr_path(query.sort_by or "")
         except ScimError:

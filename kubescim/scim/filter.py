@@ -499,3 +499,15 @@ def equality_lookup(node: Filter, attr: str) -> Value | None:
     ):
         return node.value
     return None
+
+
+def attributes_named(node: Filter) -> set[str]:
+    """The (lower-cased) top-level attribute names a filter reads: what a caller must render."""
+    match node:
+        case Compare(path) | Present(path) | ValuePath(path):
+            return {path.attr.lower()}
+        case And(left, right) | Or(left, right):
+            return attributes_named(left) | attributes_named(right)
+        case Not(inner):
+            return attributes_named(inner)
+    return set()

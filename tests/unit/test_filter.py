@@ -224,3 +224,11 @@ def test_fuzz_arbitrary_text_gives_result_or_scim_error(text: str) -> None:
         assert isinstance(matches(text), bool)
     except ScimError as error:
         assert error.status == 400
+
+
+def test_a_filter_says_which_attributes_it_reads() -> None:
+    from kubescim.scim.filter import attributes_named
+
+    parsed = parse_filter('displayName sw "A" and (members[value eq "x"] or not (externalId pr))')
+    assert attributes_named(parsed) == {"displayname", "members", "externalid"}
+    assert attributes_named(parse_filter('displayName eq "members"')) == {"displayname"}  # a value, not a path
