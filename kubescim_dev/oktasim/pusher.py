@@ -32,9 +32,10 @@ class OktaPusher:
     def __init__(self, org: Org, scim_url: str, token: str, *, bearer_prefix: bool = True) -> None:
         self.org = org
         auth = f"Bearer {token}" if bearer_prefix else token  # Header Auth sends what the admin typed
-        self.client = httpx.AsyncClient(
-            base_url=scim_url.rstrip("/"), headers={**HEADERS, "Authorization": auth}, timeout=60
-        )
+        # Okta appends "/Users" to the base URL exactly as the admin typed it: a trailing slash gives
+        # "//Users" (the Okta guide's first troubleshooting symptom), so the URL is not normalised here.
+        self.base_url = scim_url
+        self.client = httpx.AsyncClient(headers={**HEADERS, "Authorization": auth}, timeout=60)
         self.requests = 0
 
     async def close(self) -> None:
@@ -42,7 +43,7 @@ class OktaPusher:
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         self.requests += 1
-        response = await self.client.request(method, path, **kwargs)
+        response = await self.client.request(method, self.base_url + path, **kwargs)
         if response.status_code >= 400 and response.status_code != 404:
             raise PushError(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response

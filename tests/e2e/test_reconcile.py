@@ -450,3 +450,17 @@ async def test_a_group_assigned_but_not_pushed_is_named_everywhere_an_admin_look
     assert again["result"] == "Succeeded", again
     provider = await okta.stack.kube.get(IDENTITY_PROVIDERS, "okta", okta.stack.namespace)
     assert provider["status"].get("unpushedGroups") in (None, [])
+
+
+async def test_okta_pushes_through_a_base_url_typed_with_a_trailing_slash(okta: OktaWorld) -> None:
+    """The Okta guide's first symptom: the admin typed `…/scim/v2/`, so Okta requests `//Users`."""
+    slashed = OktaPusher(okta.org, okta.stack.gateway.scim_url + "/", okta.stack.token)
+    try:
+        await slashed.test_credentials()
+        await slashed.push_everything()
+    finally:
+        await slashed.close()
+    users, _ = await okta.stack.kube.list(SCIM_USERS, okta.stack.namespace)
+    assert len(users) == len(okta.org.provisioned_user_ids())
+    groups, _ = await okta.stack.kube.list(SCIM_GROUPS, okta.stack.namespace)
+    assert len(groups) == len(okta.org.push_mappings)

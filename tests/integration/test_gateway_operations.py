@@ -4,6 +4,7 @@ logs, and 503 + Retry-After while the API server is down."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 from kubescim.cli import rotate_token
 from kubescim.constants import IDENTITY_PROVIDERS
 from kubescim.kube import EVENTS, NAMESPACES, SECRETS, Kube, KubeConfig
-from kubescim_dev.controlplane import ControlPlane
+from kubescim_dev.controlplane import ControlPlane, tool_path
 from kubescim_dev.processes import start_gateway
 from kubescim_dev.stack import install_crds
 from tests.conftest import ISSUED_TOKENS, ScimEnv, make_provider
@@ -96,6 +97,21 @@ async def test_a_client_still_using_the_old_token_is_told_and_reported(kube: Kub
     assert doctor.returncode == 1, doctor.stdout
     assert "used the previous token" in doctor.stdout
     assert "fix: paste the current token" in doctor.stdout
+    # The same as a kubectl plugin (kubectl finds kubectl-kubescim on PATH; it passes the rest).
+    plugin = await asyncio.to_thread(
+        subprocess.run,
+        [str(tool_path("kubectl")), "kubescim", "-n", scim_env.namespace, "doctor", "--provider", provider],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            "KUBECONFIG": str(scim_env.cluster.kubeconfig),
+        },
+    )
+    assert plugin.returncode == 1, plugin.stdout + plugin.stderr
+    assert "used the previous token" in plugin.stdout
     healthy = f"ok-{uuid.uuid4().hex[:6]}"
     await make_provider(kube, scim_env.namespace, healthy)
     fine = await _cli(scim_env, "doctor", "--provider", healthy)
