@@ -21,13 +21,14 @@ import os
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 import yaml
 
+from kubescim.credentials import ExecPlugin
 from kubescim.resource import Resource as Resource  # re-exported: callers build Resources with the client
 
 JSON = dict[str, Any]
@@ -87,6 +88,9 @@ class KubeConfig:
     client_cert: tuple[str, str] | None = None
     insecure: bool = False
     namespace: str = "default"
+    proxy_url: str | None = None  # the cluster's proxy-url (http/https proxies)
+    tls_server_name: str | None = None  # the cluster's tls-server-name (SNI and certificate check)
+    exec_plugin: ExecPlugin | None = field(default=None, compare=False, hash=False)  # the user's `exec`
 
     @classmethod
     def load(cls, kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> KubeConfig:
@@ -120,6 +124,8 @@ class KubeConfig:
         def resolve(value: str | None) -> str | None:
             return str((base / value).resolve()) if value else None
 
+        exec_block = user.get("exec")
+        plugin = ExecPlugin.from_kubeconfig(exec_block, cluster, str(base)) if isinstance(exec_block, dict) else None
         cert = None
         if user.get("client-certificate-data") or user.get("client-certificate"):
             cert_file = resolve(user.get("client-certificate")) or _temp_file(
@@ -138,6 +144,9 @@ class KubeConfig:
             client_cert=cert,
             insecure=bool(cluster.get("insecure-skip-tls-verify")),
             namespace=context.get("namespace", "default"),
+            proxy_url=cluster.get("proxy-url"),
+            tls_server_name=cluster.get("tls-server-name"),
+            exec_plugin=plugin,
         )
 
     def ssl_context(self) -> ssl.SSLContext | bool:
@@ -148,12 +157,22 @@ class KubeConfig:
         )
         if self.client_cert:
             context.load_cert_chain(*self.client_cert)
+        elif self.exec_plugin is not None and self.server.startswith("https:"):
+            credential = self.exec_plugin.credential()
+            if credential.client_certificate_data and credential.client_key_data:
+                # (A certificate from a plugin is taken when the client starts; tokens refresh.)
+                context.load_cert_chain(
+                    _temp_file(credential.client_certificate_data.encode()),
+                    _temp_file(credential.client_key_data.encode()),
+                )
         return context
 
     def bearer_token(self) -> str | None:
         # Projected service-account tokens rotate: read the file each time we build headers.
         if self.token_file:
             return self.token_file.read_text().strip()
+        if self.exec_plugin is not None:
+            return self.exec_plugin.credential().token
         return self.token
 
 
@@ -210,9 +229,17 @@ class Kube:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+    def _connection_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.config.proxy_url:
+            options["proxy"] = self.config.proxy_url
+        if self.config.tls_server_name:
+            options["server_hostname"] = self.config.tls_server_name
+        return options
+
+    def _headers(self, content_type: str | None = None, token: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        token = self.config.bearer_token()
+        token = token or self.config.bearer_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if content_type:
@@ -231,10 +258,16 @@ class Kube:
         accept: str | None = None,
     ) -> JSON:
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        headers = self._headers(content_type if content is not None else None)
+        plugin = self.config.exec_plugin
+        token = None
+        if plugin is not None:  # run (or refresh) it off the event loop, once for this request
+            token = (await asyncio.to_thread(plugin.credential)).token
+        headers = self._headers(content_type if content is not None else None, token)
         if accept:
             headers["Accept"] = accept
-        for attempt in range(READ_RETRIES_ON_429 + 1):
+        refreshed = False
+        attempt = 0
+        while True:
             try:
                 async with self._http().request(
                     method,
@@ -243,16 +276,24 @@ class Kube:
                     params=params,
                     headers=headers,
                     timeout=aiohttp.ClientTimeout(total=timeout, connect=5.0) if timeout is not None else self._timeout,
+                    **self._connection_options(),
                 ) as response:
                     status = response.status
                     retry_after = response.headers.get("Retry-After", "")
                     raw = await response.read()
             except (TimeoutError, aiohttp.ClientError) as error:
                 raise ApiUnavailable(f"{method} {path}: {type(error).__name__}: {error}") from error
+            if status == 401 and plugin is not None and not refreshed:
+                # The plugin's credential was revoked or expired early: run it again, once (as kubectl).
+                refreshed = True
+                token = (await asyncio.to_thread(plugin.credential, refresh=True)).token
+                headers = {**headers, **self._headers(None, token)}
+                continue
             # A read refused with 429 (priority and fairness, or a watch cache re-initialising under a
             # burst of writes: seen at 100,000 users) is safe to repeat after the pause it asks for.
             if status != 429 or method != "GET" or attempt == READ_RETRIES_ON_429:
                 break
+            attempt += 1
             await asyncio.sleep(min(float(retry_after) if retry_after.isdigit() else 1.0, 2.0))
         if status >= 500 or status == 429:
             raise ApiUnavailable(f"{method} {path}: HTTP {status}")
@@ -377,12 +418,15 @@ class Kube:
             params["labelSelector"] = label_selector
         if field_selector:
             params["fieldSelector"] = field_selector
+        plugin = self.config.exec_plugin
+        token = (await asyncio.to_thread(plugin.credential)).token if plugin is not None else None
         try:
             async with self._http().get(
                 self.config.server + resource.path(namespace),
                 params=params,
-                headers=self._headers(),
+                headers=self._headers(None, token),
                 timeout=aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=timeout_seconds + 30),
+                **self._connection_options(),
             ) as response:
                 if response.status >= 400:
                     body = await response.read()
