@@ -6,8 +6,9 @@ patches its labels and status when they differ; the flush worker, a few times a 
 Team / BusinessUnit / mapping / group statuses, creates targets that rules name, removes empty
 operator-created ones, and posts one aggregated Event per changed target.
 
-State read from the cluster lives in Kopf indexes (populated before any handler runs, so nothing
-is ever computed from a partial view); the engine keeps only derived reverse indexes.
+State read from the cluster lives in the operator's store (`store.py`: seeded by one paged LIST per
+kind before the engine starts, so nothing is ever computed from a partial view), which the engine
+reads through a `View`; the engine keeps only derived reverse indexes.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from identity_operator.census import AttributeCensus
 from identity_operator.mapping import Desired, Grant, Rule, TargetKind, compose, evaluate_user
-from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord
+from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord, View
 from identity_operator.settings import OperatorSettings
 from kubescim.api.models import (
     BusinessUnitStatus,
@@ -75,33 +75,6 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def _values(index: Mapping[Any, Iterable[Any]]) -> Iterator[Any]:
-    for store in index.values():
-        yield from store
-
-
-def _first(index: Mapping[Any, Iterable[Any]], key: Any) -> Any:
-    store = index.get(key)
-    if store is None:
-        return None
-    for value in store:
-        return value
-    return None
-
-
-@dataclass
-class Indexes:
-    """The Kopf indexes the engine reads (bound on the first handler call)."""
-
-    users: Mapping[str, Iterable[UserRecord]]
-    users_by_group: Mapping[str, Iterable[str]]
-    users_by_user_name: Mapping[str, Iterable[str]]
-    groups: Mapping[str, Iterable[GroupRecord]]
-    rules: Mapping[tuple[str, str], Iterable[RuleRecord]]
-    targets: Mapping[TargetKey, Iterable[TargetRecord]]
-    census: AttributeCensus = field(default_factory=AttributeCensus)
-
-
 @dataclass
 class Stats:
     user_writes: int = 0
@@ -114,7 +87,7 @@ class Stats:
 class Engine:
     kube: Kube
     settings: OperatorSettings
-    indexes: Indexes | None = None
+    indexes: View | None = None  # the store's view, set by start()
     desired: dict[str, Desired] = field(default_factory=dict)
     members: dict[TargetKey, dict[str, tuple[Provenance, ...]]] = field(default_factory=lambda: defaultdict(dict))
     rule_users: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -144,7 +117,7 @@ class Engine:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, indexes: Indexes) -> None:
+    def start(self, indexes: View) -> None:
         """Begin with a complete view: start the workers and recompute everything once."""
         if self.indexes is not None:
             return
@@ -205,9 +178,7 @@ class Engine:
         if self.indexes is not None and self.indexes.census.version != self._census_seen:
             # An attribute appeared or disappeared: attribute rules re-check what users carry.
             self._census_seen = self.indexes.census.version
-            self.dirty_rules.update(
-                key for key, records in self.indexes.rules.items() for r in records if r.rule.attribute is not None
-            )
+            self.dirty_rules.update(key for key, r in self.indexes.rules.items() if r.rule.attribute is not None)
 
     def group_changed(self, scim_id: str, renamed: bool) -> None:
         assert self.indexes is not None
@@ -215,9 +186,7 @@ class Engine:
         if renamed:  # (also: created or deleted)
             self.mark_users(self.indexes.users_by_group.get(scim_id, ()))
             self._groups_version += 1
-            self.dirty_rules.update(
-                key for key, records in self.indexes.rules.items() for r in records if _group_source(r)
-            )
+            self.dirty_rules.update(key for key, r in self.indexes.rules.items() if _group_source(r))
         self._flush_wakeup.set()
 
     def groups_matched(self, key: tuple[str, str], record: RuleRecord) -> int:
@@ -230,10 +199,9 @@ class Engine:
         providers = set(rule.spec.providers or ())
         count = 0
         if rule.matcher is not None:
-            for records in self.indexes.groups.values():
-                for group in records:
-                    if (not providers or group.provider in providers) and rule.matcher.match(group.display_name):
-                        count += 1
+            for group in self.indexes.groups.values():
+                if (not providers or group.provider in providers) and rule.matcher.match(group.display_name):
+                    count += 1
         self._group_matches[key] = (record.generation, self._groups_version, count)
         return count
 
@@ -243,9 +211,9 @@ class Engine:
         self._rules_cache = None
         key = (kind, name)
         affected = set(self.rule_users.get(key, ()))
-        record: RuleRecord | None = _first(self.indexes.rules, key)
+        record: RuleRecord | None = self.indexes.rules.get(key)
         if record is not None and record.rule.problem is None:
-            for user in _values(self.indexes.users):
+            for user in self.indexes.users.values():
                 grants, _ = evaluate_user(user.facts(self._group_names(user)), [record.rule])
                 if grants:
                     affected.add(user.name)
@@ -284,21 +252,21 @@ class Engine:
         names = set(self.indexes.users_by_user_name.get(fold(user_name), ()))
         if provider is None:
             return names
-        return {n for n in names if (u := _first(self.indexes.users, n)) is not None and u.provider == provider}
+        return {n for n in names if (u := self.indexes.users.get(n)) is not None and u.provider == provider}
 
     # --- evaluation -----------------------------------------------------------------------------
 
     def all_rules(self) -> list[Rule]:
         assert self.indexes is not None
         if self._rules_cache is None:
-            self._rules_cache = [r.rule for r in _values(self.indexes.rules)]
+            self._rules_cache = [r.rule for r in self.indexes.rules.values()]
         return self._rules_cache
 
     def _group_names(self, user: UserRecord) -> tuple[str, ...]:
         assert self.indexes is not None
         names = []
         for group_id in user.group_ids:
-            group: GroupRecord | None = _first(self.indexes.groups, group_id)
+            group: GroupRecord | None = self.indexes.groups.get(group_id)
             if group is not None and group.provider == user.provider:
                 names.append(group.display_name)
         return tuple(sorted(names))
@@ -308,7 +276,7 @@ class Engine:
         teams: list[str] = []
         units: list[str] = []
         folded = user.folded_user_name
-        for target in _values(self.indexes.targets):
+        for target in self.indexes.targets.values():
             for member in target.manual_members:
                 if fold(member.user_name) == folded and member.provider in (None, user.provider):
                     (teams if target.kind == "Team" else units).append(target.name)
@@ -318,7 +286,7 @@ class Engine:
         assert self.indexes is not None
         units: dict[str, str] = {}
         for team in teams:
-            record: TargetRecord | None = _first(self.indexes.targets, ("Team", team))
+            record: TargetRecord | None = self.indexes.targets.get(("Team", team))
             if record is not None:
                 if record.business_unit:
                     units[team] = record.business_unit
@@ -413,7 +381,7 @@ class Engine:
 
     async def process_user(self, name: str) -> None:
         assert self.indexes is not None
-        user: UserRecord | None = _first(self.indexes.users, name)
+        user: UserRecord | None = self.indexes.users.get(name)
         if user is None:
             self._update_reverse(name, None, [])
             self.written.pop(name, None)
@@ -525,7 +493,7 @@ class Engine:
         produced = self.produced_targets()
         # A team's business unit changed its member list: the unit's status lists the team.
         for kind, name in list(targets):
-            record = _first(self.indexes.targets, (kind, name)) if self.indexes else None
+            record = self.indexes.targets.get((kind, name)) if self.indexes else None
             if kind == "Team" and record is not None and record.business_unit:
                 targets.add(("BusinessUnit", record.business_unit))
         target_keys, rule_keys, group_keys = sorted(targets), sorted(rules), sorted(groups)
@@ -571,7 +539,7 @@ class Engine:
             self._flush_wakeup.set()
             return
         resource = TARGET_RESOURCES[kind]
-        record: TargetRecord | None = _first(self.indexes.targets, key)
+        record: TargetRecord | None = self.indexes.targets.get(key)
         members = self.members.get(key, {})
         if record is None:
             if key in produced:
@@ -639,7 +607,7 @@ class Engine:
         # 10,000 lists 500).
         names = []
         for user_key in members:
-            user: UserRecord | None = _first(self.indexes.users, user_key)
+            user: UserRecord | None = self.indexes.users.get(user_key)
             names.append(
                 ((user.user_name if user else user_key).casefold(), user_key, user.user_name if user else user_key)
             )
@@ -670,7 +638,7 @@ class Engine:
         status_model: TeamStatus | BusinessUnitStatus
         if record.kind == "BusinessUnit":
             teams = sorted(
-                t.name for t in _values(self.indexes.targets) if t.kind == "Team" and t.business_unit == record.name
+                t.name for t in self.indexes.targets.values() if t.kind == "Team" and t.business_unit == record.name
             )
             status_model = BusinessUnitStatus(**common, teams=teams)
         else:
@@ -692,7 +660,7 @@ class Engine:
     async def _flush_rule(self, key: tuple[str, str]) -> None:
         assert self.indexes is not None
         kind, name = key
-        record: RuleRecord | None = _first(self.indexes.rules, key)
+        record: RuleRecord | None = self.indexes.rules.get(key)
         if record is None:
             self.rule_users.pop(key, None)
             self.rule_targets.pop(key, None)
@@ -782,7 +750,7 @@ class Engine:
 
     async def _flush_group(self, scim_id: str) -> None:
         assert self.indexes is not None
-        group: GroupRecord | None = _first(self.indexes.groups, scim_id)
+        group: GroupRecord | None = self.indexes.groups.get(scim_id)
         if group is None:
             return
         count = len(list(self.indexes.users_by_group.get(scim_id, ())))
@@ -800,7 +768,7 @@ class Engine:
 
         def names(keys: Iterable[str]) -> str:
             users = self.indexes.users if self.indexes else {}
-            shown = sorted((u.user_name if (u := _first(users, k)) is not None else k) for k in keys)
+            shown = sorted((u.user_name if (u := users.get(k)) is not None else k) for k in keys)
             return ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
 
         added, removed = after - before, before - after

@@ -92,7 +92,7 @@ async def _ready(memo: kopf.Memo) -> tuple[Engine, Store]:
     engine: Engine = memo.engine
     store: Store = memo.store
     if not store.seeded.is_set():
-        await store.seed(engine.kube, engine.settings.namespace, lambda: engine.start(store.indexes()))
+        await store.seed(engine.kube, engine.settings.namespace, lambda: engine.start(store.view()))
     return engine, store
 
 
@@ -109,7 +109,7 @@ def _seed_in_background(memo: kopf.Memo) -> None:
         engine: Engine = memo.engine
         store: Store = memo.store
         memo.seeding = asyncio.create_task(
-            store.seed(engine.kube, engine.settings.namespace, lambda: engine.start(store.indexes()))
+            store.seed(engine.kube, engine.settings.namespace, lambda: engine.start(store.view()))
         )
 
 
@@ -126,7 +126,7 @@ async def on_user(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) ->
         _seed_in_background(memo)
         return
     previous = store.users.get(name)
-    before = previous[0] if previous else None
+    before = previous
     record = store.put_user(_object(event), _deleted(event))
     if record is None and not _deleted(event):
         return  # an event the store already had
@@ -152,7 +152,7 @@ async def on_group(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     record = store.put_group(body, _deleted(event))
     if record is None and not _deleted(event):
         return
-    renamed = _deleted(event) or previous is None or record is None or previous[0].display_name != record.display_name
+    renamed = _deleted(event) or previous is None or record is None or previous.display_name != record.display_name
     engine.group_changed(before.scim_id, renamed=renamed)
 
 
@@ -163,7 +163,7 @@ async def _on_rule(kind: TargetKind, event: kopf.RawEvent, name: str, memo: kopf
     if record is None and not _deleted(event):
         return
     # A status write (ours) leaves the generation alone: nothing to recompute.
-    if record is not None and previous is not None and previous[0].generation == record.generation:
+    if record is not None and previous is not None and previous.generation == record.generation:
         return
     engine.rules_changed(kind, name)
 
@@ -184,9 +184,9 @@ async def _on_target(kind: TargetKind, event: kopf.RawEvent, name: str, memo: ko
     record = store.put_target(kind, _object(event), _deleted(event))
     if record is None and not _deleted(event):
         return
-    if record is not None and previous is not None and previous[0].generation == record.generation:
+    if record is not None and previous is not None and previous.generation == record.generation:
         return  # a status write: the members and business unit did not change
-    engine.target_changed(kind, name, previous[0] if previous else None, record)
+    engine.target_changed(kind, name, previous, record)
 
 
 @kopf.on.event(GROUP, VERSION, "teams")

@@ -1,4 +1,4 @@
-"""Immutable records built from watched objects: the values the operator keeps in its Kopf indexes.
+"""Immutable records built from watched objects: the values the operator's store keeps, one per object.
 
 Each record holds what evaluation needs and what the operator last wrote (labels, status), so a
 recomputation can tell whether anything must be written at all.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from identity_operator.census import AttributeKeys, attribute_keys
+from identity_operator.census import AttributeCensus, AttributeKeys, attribute_keys
 from identity_operator.mapping import Rule, TargetKind, UserFacts
 from kubescim.api.models import BusinessUnitSpec, MappingSpec, MappingTarget, Match, TeamSpec
 from kubescim.constants import (
@@ -207,3 +208,16 @@ class TargetRecord:
             generation=int(meta.get("generation") or 0),
             origin="Mapping" if created else "Manual",
         )
+
+
+@dataclass
+class View:
+    """What the engine reads: the store's maps (one record per object), never a partial listing."""
+
+    users: Mapping[str, UserRecord]
+    users_by_group: Mapping[str, Iterable[str]]
+    users_by_user_name: Mapping[str, Iterable[str]]
+    groups: Mapping[str, GroupRecord]
+    rules: Mapping[tuple[str, str], RuleRecord]
+    targets: Mapping[TargetKey, TargetRecord]
+    census: AttributeCensus = field(default_factory=AttributeCensus)

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity_operator.census import AttributeCensus
-from identity_operator.engine import Indexes
 from identity_operator.mapping import TargetKind
-from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord
+from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord, View
 from kubescim.constants import (
     BUSINESS_UNIT_MAPPINGS,
     BUSINESS_UNITS,
@@ -35,19 +34,19 @@ from kubescim.kube import Kube
 
 @dataclass
 class Store:
-    users: dict[str, tuple[UserRecord]] = field(default_factory=dict)
+    users: dict[str, UserRecord] = field(default_factory=dict)
     users_by_group: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     users_by_user_name: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    groups: dict[str, tuple[GroupRecord]] = field(default_factory=dict)
-    rules: dict[tuple[str, str], tuple[RuleRecord]] = field(default_factory=dict)
-    targets: dict[TargetKey, tuple[TargetRecord]] = field(default_factory=dict)
+    groups: dict[str, GroupRecord] = field(default_factory=dict)
+    rules: dict[tuple[str, str], RuleRecord] = field(default_factory=dict)
+    targets: dict[TargetKey, TargetRecord] = field(default_factory=dict)
     versions: dict[tuple[str, str], int] = field(default_factory=dict)
     census: AttributeCensus = field(default_factory=AttributeCensus)
     seeded: asyncio.Event = field(default_factory=asyncio.Event)
     _seeding: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def indexes(self) -> Indexes:
-        return Indexes(
+    def view(self) -> View:
+        return View(
             self.users, self.users_by_group, self.users_by_user_name, self.groups, self.rules, self.targets, self.census
         )
 
@@ -68,15 +67,15 @@ class Store:
         name = str(body["metadata"]["name"])
         old = self.users.pop(name, None)
         if old is not None:
-            for group_id in old[0].group_ids:
+            for group_id in old.group_ids:
                 self.users_by_group[group_id].discard(name)
-            self.users_by_user_name[old[0].folded_user_name].discard(name)
-            self.census.add(old[0].provider, old[0].attribute_keys, -1)
+            self.users_by_user_name[old.folded_user_name].discard(name)
+            self.census.add(old.provider, old.attribute_keys, -1)
         if deleted:
             return None
         record = UserRecord.from_body(body)
         self.census.add(record.provider, record.attribute_keys, 1)
-        self.users[name] = (record,)
+        self.users[name] = record
         for group_id in record.group_ids:
             self.users_by_group[group_id].add(name)
         self.users_by_user_name[record.folded_user_name].add(name)
@@ -89,7 +88,7 @@ class Store:
         if deleted:
             self.groups.pop(record.scim_id, None)
             return None
-        self.groups[record.scim_id] = (record,)
+        self.groups[record.scim_id] = record
         return record
 
     def put_rule(self, kind: TargetKind, body: dict[str, Any], deleted: bool = False) -> RuleRecord | None:
@@ -100,7 +99,7 @@ class Store:
             self.rules.pop(key, None)
             return None
         record = RuleRecord.from_body(body, kind)
-        self.rules[key] = (record,)
+        self.rules[key] = record
         return record
 
     def put_target(self, kind: TargetKind, body: dict[str, Any], deleted: bool = False) -> TargetRecord | None:
@@ -110,7 +109,7 @@ class Store:
         if deleted:
             self.targets.pop(record.key, None)
             return None
-        self.targets[record.key] = (record,)
+        self.targets[record.key] = record
         return record
 
     # --- seeding ----------------------------------------------------------------------------------
