@@ -7,13 +7,18 @@ overlap, whichever processes are alive.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import socket
+import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from kubescim.kube import ApiError, Kube, Resource
+from kubescim.kube import ApiError, ApiUnavailable, Kube, Resource
+
+T = TypeVar("T")
 
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 IDENTITY = f"{os.environ.get('HOSTNAME') or socket.gethostname()}-{uuid.uuid4().hex[:8]}"
@@ -90,3 +95,53 @@ async def release(kube: Kube, namespace: str, name: str, holder: str = IDENTITY)
         except ApiError as error:
             if not (error.conflict or error.not_found):
                 raise
+
+
+class LeaseLost(Exception):
+    """The Lease was taken by another holder, or could not be renewed before it expired."""
+
+
+async def hold(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    seconds: int,
+    work: Awaitable[T],
+    *,
+    holder: str = IDENTITY,
+    renew_every: float | None = None,
+) -> T:
+    """Run `work` while holding the (already acquired) Lease, renewing it every quarter of its
+    duration: a run may take longer than any fixed lease. If the Lease is lost — another holder
+    has it, or it could not be renewed before it would expire — the work is cancelled (so it stops
+    writing) and LeaseLost is raised."""
+    task = asyncio.ensure_future(work)
+    interval = renew_every if renew_every is not None else seconds / 4
+    lost: list[str] = []
+    renewed = time.monotonic()
+
+    async def keep() -> None:
+        nonlocal renewed
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await acquire(kube, namespace, name, seconds, holder):
+                    renewed = time.monotonic()
+                    continue
+                lost.append("another holder has it")
+            except (ApiError, ApiUnavailable) as error:
+                if time.monotonic() - renewed + interval < seconds:
+                    continue  # still ours until it expires: try again
+                lost.append(f"not renewed in time: {str(error)[:200]}")
+            task.cancel()
+            return
+
+    keeper = asyncio.create_task(keep())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if lost:
+            raise LeaseLost(lost[0]) from None
+        raise
+    finally:
+        keeper.cancel()

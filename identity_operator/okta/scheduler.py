@@ -31,8 +31,8 @@ from kubescim.events import post_event
 from kubescim.kube import ApiError, ApiUnavailable, Kube
 
 log = logging.getLogger("kubescim.reconciler")
-# Longer than any run; a process that dies mid-run blocks its peers at most this long.
-RUN_LEASE_SECONDS = 1800
+# Renewed every quarter of this while a run lasts; a crashed operator's lease expires this soon.
+RUN_LEASE_SECONDS = 60
 _DURATION = re.compile(r"([0-9.]+)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -152,7 +152,11 @@ class Scheduler:
                 delay = 60 * random.uniform(0.8, 1.2)
                 continue
             try:
-                result = await self.run(state)
+                result = await lease.hold(self.kube, self.namespace, lease_name, RUN_LEASE_SECONDS, self.run(state))
+            except lease.LeaseLost as error:
+                log.warning("lost the reconcile lease mid-run", extra={"provider": state.name, "error": str(error)})
+                result = RunResult.failed(f"lost the reconcile lease ({error}): stopped writing mid-run")
+                await self._report(state, result)
             except Exception:  # the schedule must outlive any bug in one run
                 log.exception("reconcile run crashed", extra={"provider": state.name})
                 result = RunResult.failed("internal error")
