@@ -173,6 +173,10 @@ class Engine:
         self.dirty_groups.update(group_ids)
         self._flush_wakeup.set()
 
+    def queue_depths(self) -> tuple[int, int]:
+        """Users waiting for recomputation: (a user's own change, bulk work)."""
+        return len(self._fast), len(self._bulk)
+
     def user_changed(self, name: str) -> None:
         self.mark_users([name], bulk=False)
         if self.indexes is not None and self.indexes.census.version != self._census_seen:

@@ -14,6 +14,7 @@ import kopf
 
 from identity_operator.engine import Engine
 from identity_operator.mapping import TargetKind
+from identity_operator.metrics import OperatorMetrics
 from identity_operator.okta.scheduler import Scheduler
 from identity_operator.records import GroupRecord
 from identity_operator.settings import OperatorSettings
@@ -50,6 +51,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     kube = Kube(KubeConfig.load(config.kubeconfig))
     memo.engine = Engine(kube, config)
     memo.store = Store()
+    memo.metrics = OperatorMetrics()
+    memo.metrics.watch_engine(memo.engine)
+    memo.metrics_server = memo.metrics.serve(config.metrics_port)
     memo.scheduler = Scheduler(
         kube,
         config.namespace,
@@ -57,6 +61,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         first_run_delay=config.reconcile_first_delay_seconds,
         retry_base=config.reconcile_retry_seconds,
         okta_timeout=config.okta_timeout_seconds,
+        metrics=memo.metrics,
     )
 
 
@@ -67,6 +72,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await scheduler.stop()
     await engine.stop()
     await engine.kube.close()
+    server = getattr(memo, "metrics_server", None)
+    if server is not None:
+        server.shutdown()
 
 
 @kopf.on.login()

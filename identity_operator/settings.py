@@ -19,6 +19,7 @@ class OperatorSettings(KubescimSettings):
     flush_interval_seconds: float = Field(default=0.1, ge=0.0, description="Batching window for status writes.")
     write_concurrency: int = Field(default=16, ge=1, le=256, description="Concurrent API writes.")
     health_port: int = Field(default=8081, description="Port of /healthz (Kopf liveness).")
+    metrics_port: int = Field(default=8082, ge=0, description="Port of the Prometheus /metrics (0: off).")
     scim_public_url: str | None = Field(
         default=None, description="The gateway's external URL, published in each IdentityProvider's status."
     )

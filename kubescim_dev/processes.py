@@ -140,6 +140,7 @@ def start_operator(
             "KUBESCIM_PRIORITY": str(priority),
             "KUBESCIM_STANDALONE": str(standalone).lower(),
             "KUBESCIM_HEALTH_PORT": str(port),
+            "KUBESCIM_METRICS_PORT": str(free_port()),
             "KUBESCIM_PEERING_LIFETIME_SECONDS": "6",
             "KUBESCIM_LOG_LEVEL": "INFO",
             **(extra_env or {}),

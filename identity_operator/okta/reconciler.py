@@ -57,6 +57,7 @@ class RunResult:
     counts: SyncCounts = field(default_factory=SyncCounts)
     okta_calls: int = 0
     rate_limit_waits: int = 0
+    throttled: int = 0  # Okta's 429 answers
     duration: float = 0.0
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     writes: int = 0
@@ -344,12 +345,14 @@ async def reconcile(
     except (OktaFetchError, SecretMissing) as error:
         calls = client.stats.calls if client else 0
         waits = client.stats.rate_limit_waits if client else 0
+        throttled = client.stats.throttled if client else 0
         if own_client and client is not None:
             await client.close()
         return RunResult.failed(
             f"fetch failed, nothing changed: {error}",
             okta_calls=calls,
             rate_limit_waits=waits,
+            throttled=throttled,
             duration=time.monotonic() - clock,
             started=started,
         )
@@ -402,6 +405,7 @@ async def reconcile(
         counts=counts,
         okta_calls=client.stats.calls,
         rate_limit_waits=client.stats.rate_limit_waits,
+        throttled=client.stats.throttled,
         duration=duration,
         started=started,
         writes=applier.writes,

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from identity_operator.metrics import OperatorMetrics
 from identity_operator.okta.reconciler import RunResult, UnpushedGroup, reconcile
 from kubescim import lease
 from kubescim.api.models import IdentityProviderSpec, LastSync, SyncResult
@@ -75,6 +76,7 @@ class Scheduler:
         first_run_delay: float = 2.0,
         retry_base: float = 30.0,
         okta_timeout: float = 30.0,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.kube = kube
         self.namespace = namespace
@@ -82,6 +84,7 @@ class Scheduler:
         self.first_run_delay = first_run_delay
         self.retry_base = retry_base
         self.okta_timeout = okta_timeout
+        self.metrics = metrics
         self.providers: dict[str, ProviderState] = {}
 
     def upsert(self, body: dict[str, Any]) -> None:
@@ -163,6 +166,8 @@ class Scheduler:
             finally:
                 with contextlib.suppress(ApiError, ApiUnavailable):
                     await lease.release(self.kube, self.namespace, lease_name)
+            if self.metrics is not None:
+                self.metrics.observe_run(state.name, result)
             interval = parse_duration(state.spec.reconcile.interval)
             if result.result == SyncResult.FAILED:
                 failures += 1

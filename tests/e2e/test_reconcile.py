@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -26,6 +27,7 @@ from kubescim.constants import (
     TEAM_MAPPINGS,
 )
 from kubescim.kube import EVENTS, SECRETS
+from kubescim_dev.controlplane import free_port
 from kubescim_dev.oktasim.api import Fault, SimulatorConfig
 from kubescim_dev.oktasim.org import generate
 from kubescim_dev.oktasim.pusher import OktaPusher
@@ -464,3 +466,43 @@ async def test_okta_pushes_through_a_base_url_typed_with_a_trailing_slash(okta: 
     assert len(users) == len(okta.org.provisioned_user_ids())
     groups, _ = await okta.stack.kube.list(SCIM_GROUPS, okta.stack.namespace)
     assert len(groups) == len(okta.org.push_mappings)
+
+
+async def test_the_operator_serves_prometheus_metrics_of_runs_and_recomputation(okta: OktaWorld) -> None:
+    await okta.pusher.push_everything()
+    org = okta.org
+    org.update_profile(next(iter(org.users)), title="Metrics Drift")  # one repair for the run to count
+    await okta.configure_provider()
+    port = free_port()
+    okta.stack.start_operator(
+        extra_env={
+            "KUBESCIM_RECONCILE_FIRST_DELAY_SECONDS": "0.2",
+            "KUBESCIM_SCIM_PUBLIC_URL": okta.stack.gateway.url,
+            "KUBESCIM_METRICS_PORT": str(port),
+        }
+    )
+    last = await okta.first_run()
+    assert last["result"] == "Succeeded", last
+
+    async def scraped() -> dict[str, float]:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        assert (
+            samples.get('kubescim_operator_reconcile_runs_total{kind="Full",provider="okta",result="Succeeded"}') == 1
+        )
+        return samples
+
+    samples = await eventually(scraped, timeout=20)
+    assert samples['kubescim_operator_okta_calls_total{provider="okta"}'] == last["oktaApiCalls"]
+    assert samples['kubescim_operator_drift_repaired_total{kind="updated",provider="okta"}'] >= 1
+    assert samples['kubescim_operator_reconcile_last_result{provider="okta",result="Succeeded"}'] == 1
+    assert samples['kubescim_operator_reconcile_last_success_timestamp_seconds{provider="okta"}'] > 1.7e9
+    assert samples['kubescim_operator_recompute_queue_depth{queue="fast"}'] >= 0
+    assert samples['kubescim_operator_writes_total{kind="user_status"}'] >= 1  # the operator wrote user statuses
+    assert 'kubescim_operator_reconcile_duration_seconds_count{provider="okta"}' in samples
+    assert okta.stack.token not in str(samples)

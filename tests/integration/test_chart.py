@@ -57,9 +57,13 @@ def by_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def service_monitor_crd(cluster: Cluster) -> None:
-    """Prometheus Operator's ServiceMonitor kind, so manifests using it can be dry-run."""
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(SERVICE_MONITOR_CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com")
+    """Prometheus Operator's ServiceMonitor and PodMonitor kinds, so manifests using them can be dry-run."""
+    pod_monitor = json.loads(json.dumps(SERVICE_MONITOR_CRD))
+    pod_monitor["metadata"]["name"] = "podmonitors.monitoring.coreos.com"
+    pod_monitor["spec"]["names"] = {"kind": "PodMonitor", "plural": "podmonitors", "singular": "podmonitor"}
+    for crd in (SERVICE_MONITOR_CRD, pod_monitor):
+        cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(crd))
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}")
 
 
 @pytest.fixture
@@ -104,7 +108,7 @@ def test_default_render() -> None:
         "KopfPeering",
     } <= kinds
     assert "CustomResourceDefinition" not in kinds  # they ship in the kubescim-crds chart
-    assert not kinds & {"Ingress", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor"}
+    assert not kinds & {"Ingress", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PodMonitor"}
     deployments = {d["metadata"]["name"]: d for d in by_kind(documents, "Deployment")}
     gateway, operator = deployments["kubescim-gateway"], deployments["kubescim-operator"]
     assert gateway["spec"]["replicas"] == 2
@@ -121,8 +125,12 @@ def test_default_render() -> None:
 def test_every_option_renders() -> None:
     documents = render("identity", "-f", str(ALL_OPTIONS))
     kinds = [d["kind"] for d in documents]
-    for kind in ("Ingress", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor"):
+    for kind in ("Ingress", "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PodMonitor"):
         assert kind in kinds
+    pod_monitor = by_kind(documents, "PodMonitor")[0]
+    assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    operator_policy = next(d for d in by_kind(documents, "NetworkPolicy") if d["metadata"]["name"].endswith("operator"))
+    assert operator_policy["spec"]["ingress"][0]["ports"] == [{"port": 8082, "protocol": "TCP"}]
     assert len(by_kind(documents, "Deployment")) == 3  # gateway, operator, standby operator
     standby = next(d for d in by_kind(documents, "Deployment") if d["metadata"]["name"].endswith("standby"))
     env = {e["name"]: e.get("value") for e in standby["spec"]["template"]["spec"]["containers"][0]["env"]}

@@ -1,0 +1,128 @@
+"""The operator's Prometheus metrics, served on their own port (`KUBESCIM_METRICS_PORT`, 8082; 0 turns
+them off): Okta reconciliation runs, their cost and the drift they repaired, and the recomputation
+engine's queues and writes. Labels are provider names, kinds and results: never a user, a token or
+anything an identity provider sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from identity_operator.engine import Engine
+    from identity_operator.okta.reconciler import RunResult
+
+DRIFT_KINDS = ("created", "updated", "reactivated", "deactivated", "groups_fixed", "groups_removed")
+
+
+class _EngineCollector(Collector):
+    """Read at scrape time: the engine's queues and write counters (plain ints, safe to read)."""
+
+    def __init__(self, engine: Callable[[], Engine | None]) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Any]:
+        engine = self.engine()
+        queue = GaugeMetricFamily(
+            "kubescim_operator_recompute_queue_depth",
+            "Users waiting for recomputation: fast (a user's own change) and bulk (rule edits, startup)",
+            labels=["queue"],
+        )
+        writes = CounterMetricFamily(
+            "kubescim_operator_writes", "API writes by the recomputation engine, by kind", labels=["kind"]
+        )
+        if engine is not None:
+            fast, bulk = engine.queue_depths()
+            queue.add_metric(["fast"], fast)
+            queue.add_metric(["bulk"], bulk)
+            writes.add_metric(["user_labels"], engine.stats.user_writes)
+            writes.add_metric(["user_status"], engine.stats.status_writes)
+            writes.add_metric(["target"], engine.stats.target_writes)
+        yield queue
+        yield writes
+
+
+class OperatorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.runs = Counter(
+            "kubescim_operator_reconcile_runs_total",
+            "Okta reconciliation runs by provider, kind (Full) and result (Succeeded, Failed, Blocked)",
+            ["provider", "kind", "result"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "kubescim_operator_reconcile_duration_seconds",
+            "Duration of Okta reconciliation runs",
+            ["provider"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=self.registry,
+        )
+        self.okta_calls = Counter(
+            "kubescim_operator_okta_calls_total", "Okta Management API calls", ["provider"], registry=self.registry
+        )
+        self.okta_throttled = Counter(
+            "kubescim_operator_okta_throttled_total",
+            "Okta answers 429 (rate limited)",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.rate_limit_waits = Counter(
+            "kubescim_operator_okta_rate_limit_waits_total",
+            "Pauses to leave the org's other integrations their share of the rate limit",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.drift = Counter(
+            "kubescim_operator_drift_repaired_total",
+            "What reconciliation runs repaired, by kind",
+            ["provider", "kind"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "kubescim_operator_reconcile_last_success_timestamp_seconds",
+            "When the provider's last reconciliation succeeded (Unix time)",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.last_result = Gauge(
+            "kubescim_operator_reconcile_last_result",
+            "1 for the result of the provider's latest run, 0 for the others",
+            ["provider", "result"],
+            registry=self.registry,
+        )
+        self._engine: Engine | None = None
+        self.registry.register(_EngineCollector(lambda: self._engine))
+
+    def watch_engine(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def observe_run(self, provider: str, result: RunResult, kind: str = "Full") -> None:
+        outcome = str(result.result)
+        self.runs.labels(provider, kind, outcome).inc()
+        self.duration.labels(provider).observe(result.duration)
+        self.okta_calls.labels(provider).inc(result.okta_calls)
+        self.okta_throttled.labels(provider).inc(result.throttled)
+        self.rate_limit_waits.labels(provider).inc(result.rate_limit_waits)
+        counts = result.counts
+        for drift_kind in DRIFT_KINDS:
+            value = getattr(counts, drift_kind, 0) or 0
+            if value:
+                self.drift.labels(provider, drift_kind).inc(value)
+        for known in ("Succeeded", "Failed", "Blocked"):
+            self.last_result.labels(provider, known).set(1 if known == outcome else 0)
+        if outcome == "Succeeded":
+            self.last_success.labels(provider).set(time.time())
+
+    def serve(self, port: int) -> Any:
+        """Start the /metrics server in a thread; returns the server (None when disabled)."""
+        if port <= 0:
+            return None
+        server, _thread = start_http_server(port, registry=self.registry)
+        return server
