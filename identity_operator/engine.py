@@ -21,12 +21,13 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from identity_operator.mapping import Desired, Grant, Rule, TargetKind, compose, evaluate_user
 from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord, View
 from identity_operator.settings import OperatorSettings
+from identity_operator.writer import KubeWriter, Writer
 from kubescim.api.models import (
     BusinessUnitStatus,
     DerivedMembership,
@@ -53,7 +54,6 @@ from kubescim.constants import (
     TEAM_MAPPINGS,
     TEAMS,
 )
-from kubescim.events import post_event
 from kubescim.kube import ApiError, ApiUnavailable, Kube, Resource
 from kubescim.scim.resources import fold
 
@@ -87,6 +87,8 @@ class Stats:
 class Engine:
     kube: Kube
     settings: OperatorSettings
+    write_to: InitVar[Writer | None] = None  # tests give a MemoryWriter; else the shared client
+    writer: Writer = field(init=False)
     indexes: View | None = None  # the store's view, set by start()
     desired: dict[str, Desired] = field(default_factory=dict)
     members: dict[TargetKey, dict[str, tuple[Provenance, ...]]] = field(default_factory=lambda: defaultdict(dict))
@@ -116,6 +118,9 @@ class Engine:
     _group_matches: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
 
     # --- lifecycle ------------------------------------------------------------------------------
+
+    def __post_init__(self, write_to: Writer | None) -> None:
+        self.writer = write_to if write_to is not None else KubeWriter(self.kube, self.settings.namespace)
 
     def start(self, indexes: View) -> None:
         """Begin with a complete view: start the workers and recompute everything once."""
@@ -413,18 +418,12 @@ class Engine:
                 labels.update({prefix + t: MEMBER_LABEL_VALUE for t in wanted - current})
                 labels.update({prefix + t: None for t in current - wanted})
             async with self._writes:
-                result = await self.kube.patch(
-                    SCIM_USERS, name, {"metadata": {"labels": labels}}, self.settings.namespace
-                )
+                latest_rv = await self.writer.patch_labels(SCIM_USERS, name, labels)
             self.stats.user_writes += 1
-            latest_rv = int(result["metadata"]["resourceVersion"])
         if not status_equal(current_status, status):
             async with self._writes:
-                result = await self.kube.patch(
-                    SCIM_USERS, name, {"status": status}, self.settings.namespace, subresource="status"
-                )
+                latest_rv = await self.writer.patch_status(SCIM_USERS, name, status)
             self.stats.status_writes += 1
-            latest_rv = int(result["metadata"]["resourceVersion"])
             current_status = status
         if latest_rv > user.resource_version:
             compact = json.dumps(current_status, separators=(",", ":")).encode()
@@ -558,7 +557,7 @@ class Engine:
         ):
             try:
                 async with self._writes:
-                    await self.kube.delete(resource, name, self.settings.namespace, preconditions={"uid": record.uid})
+                    await self.writer.delete(resource, name, record.uid)
                 self.stats.target_writes += 1
                 await self._event(kind, record, "Normal", "Removed", "no rule produces this name and it has no members")
             except ApiError as error:
@@ -568,7 +567,7 @@ class Engine:
         status = self._target_status(record, members)
         if not status_equal(record.status, status):
             async with self._writes:
-                await self.kube.patch(resource, name, {"status": status}, self.settings.namespace, subresource="status")
+                await self.writer.patch_status(resource, name, status)
             self.stats.target_writes += 1
             self._last_status_write[key] = time.monotonic()
         current = frozenset(members)
@@ -597,7 +596,7 @@ class Engine:
         }
         try:
             async with self._writes:
-                await self.kube.create(TARGET_RESOURCES[kind], body, self.settings.namespace)
+                await self.writer.create(TARGET_RESOURCES[kind], body)
             self.stats.target_writes += 1
             log.info("created target", extra={"kind": kind, "target": name})
         except ApiError as error:
@@ -735,13 +734,7 @@ class Engine:
             )
         if not status_equal(record.status, status):
             async with self._writes:
-                await self.kube.patch(
-                    RULE_RESOURCES[kind],  # type: ignore[index]
-                    name,
-                    {"status": status},
-                    self.settings.namespace,
-                    subresource="status",
-                )
+                await self.writer.patch_status(RULE_RESOURCES[kind], name, status)  # type: ignore[index]
             self._last_status_write[status_key] = time.monotonic()
             old_ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
             if problem and old_ready.get("status") != "False":
@@ -761,9 +754,7 @@ class Engine:
         status = {"id": scim_id, "memberCount": count}
         if group.status.get("id") != scim_id or group.status.get("memberCount") != count:
             async with self._writes:
-                await self.kube.patch(
-                    SCIM_GROUPS, group.name, {"status": status}, self.settings.namespace, subresource="status"
-                )
+                await self.writer.patch_status(SCIM_GROUPS, group.name, status)
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -805,7 +796,7 @@ class Engine:
         await self._post_event(regarding, type_, reason, note)
 
     async def _post_event(self, regarding: dict[str, Any], type_: str, reason: str, note: str) -> None:
-        await post_event(self.kube, self.settings.namespace, regarding, type_, reason, note)
+        await self.writer.event(regarding, type_, reason, note)
 
 
 def _group_source(record: RuleRecord) -> bool:
