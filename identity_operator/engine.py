@@ -27,16 +27,12 @@ from typing import Any
 from identity_operator.mapping import Desired, Grant, Rule, TargetKind, compose, evaluate_user
 from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord, View
 from identity_operator.settings import OperatorSettings
+from identity_operator.status import target_status, user_status
 from identity_operator.writer import KubeWriter, Writer
 from kubescim.api.models import (
-    BusinessUnitStatus,
-    DerivedMembership,
     MappingSource,
     MappingStatus,
-    Member,
     Provenance,
-    ScimUserStatus,
-    TeamStatus,
 )
 from kubescim.conditions import condition, status_equal
 from kubescim.constants import (
@@ -68,7 +64,6 @@ BULK_STATUS_WRITE_INTERVAL = 5.0
 BULK_BACKLOG = 200
 TARGET_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAMS, "BusinessUnit": BUSINESS_UNITS}
 RULE_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAM_MAPPINGS, "BusinessUnit": BUSINESS_UNIT_MAPPINGS}
-LABEL_PREFIX: dict[TargetKind, str] = {"Team": TEAM_LABEL_PREFIX, "BusinessUnit": BUSINESS_UNIT_LABEL_PREFIX}
 
 
 def now() -> dt.datetime:
@@ -438,24 +433,7 @@ class Engine:
             del self.written[name]
 
     def _user_status(self, user: UserRecord, desired: Desired, current: dict[str, Any]) -> dict[str, Any]:
-        previous = current.get("conditions") or []
-        status = ScimUserStatus(
-            id=user.scim_id,
-            groups=list(self._group_names(user)),
-            teams=[DerivedMembership(name=n, sources=list(p)) for n, p in desired.teams.items()],
-            team_count=len(desired.teams),
-            business_units=[DerivedMembership(name=n, sources=list(p)) for n, p in desired.business_units.items()],
-            observed_generation=user.generation,
-        ).dump()
-        message = (
-            f"in {len(desired.teams)} team(s) and {len(desired.business_units)} business unit(s)"
-            if user.active
-            else "inactive: removed from every team and business unit"
-        )
-        status["conditions"] = [
-            condition("Ready", True, "Reconciled" if user.active else "Inactive", message, previous, user.generation)
-        ]
-        return status
+        return user_status(user, desired, self._group_names(user), current)
 
     # --- flush worker: targets, rules, groups ---------------------------------------------------
 
@@ -605,60 +583,14 @@ class Engine:
 
     def _target_status(self, record: TargetRecord, members: Mapping[str, tuple[Provenance, ...]]) -> dict[str, Any]:
         assert self.indexes is not None
-        limit = self.settings.member_status_limit
-        # Sort cheap tuples, then build models only for the members the status lists (a unit of
-        # 10,000 lists 500).
-        names = []
-        for user_key in members:
-            user: UserRecord | None = self.indexes.users.get(user_key)
-            names.append(
-                ((user.user_name if user else user_key).casefold(), user_key, user.user_name if user else user_key)
-            )
-        names.sort()
-        listed = [Member(user_name=shown, user=key, sources=list(members[key])) for _, key, shown in names[: limit + 1]]
-        rules = self._rules_for(record.key)
-        displays = {
-            (r.spec.target.display_name_template or "")
-            for r in self.all_rules()
-            if r.name in rules and r.kind == record.kind
-        }
-        units = {r.spec.target.business_unit for r in self.all_rules() if r.name in rules and r.kind == "Team"}
-        conflicts = []
-        if len(displays) > 1:
-            conflicts.append(f"rules {', '.join(rules)} set different display names")
-        if len(units - {None}) > 1:
-            conflicts.append(f"rules {', '.join(rules)} name different business units")
-        previous = record.status.get("conditions") or []
-        common: dict[str, Any] = {
-            "origin": record.origin,
-            "member_count": len(members),
-            "members": listed[:limit],
-            "members_truncated": len(members) > limit,
-            "selector": f"{LABEL_PREFIX[record.kind]}{record.name}",
-            "rules": rules,
-            "observed_generation": record.generation,
-        }
-        status_model: TeamStatus | BusinessUnitStatus
-        if record.kind == "BusinessUnit":
-            teams = sorted(
-                t.name for t in self.indexes.targets.values() if t.kind == "Team" and t.business_unit == record.name
-            )
-            status_model = BusinessUnitStatus(**common, teams=teams)
-        else:
-            status_model = TeamStatus(**common)
-        status = status_model.dump()
-        status["conditions"] = [
-            condition("Ready", True, "Reconciled", f"{len(members)} member(s)", previous, record.generation),
-            condition(
-                "RulesConsistent",
-                not conflicts,
-                "Conflict" if conflicts else "Consistent",
-                "; ".join(conflicts) or "rules that produce this name agree",
-                previous,
-                record.generation,
-            ),
-        ]
-        return status
+        users = self.indexes.users
+        names = {key: user.user_name for key in members if (user := users.get(key)) is not None}
+        rule_names = self._rules_for(record.key)
+        rules = [r for r in self.all_rules() if r.name in set(rule_names)]
+        teams = sorted(
+            t.name for t in self.indexes.targets.values() if t.kind == "Team" and t.business_unit == record.name
+        )
+        return target_status(record, members, names, rule_names, rules, teams, self.settings.member_status_limit)
 
     async def _flush_rule(self, key: tuple[str, str]) -> None:
         assert self.indexes is not None

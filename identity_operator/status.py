@@ -1,0 +1,98 @@
+"""Statuses the operator writes, built purely from records and the engine's results (no I/O): a
+ScimUser's derived memberships, and a Team's or BusinessUnit's members, rules and conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from identity_operator.mapping import Desired, Rule
+from identity_operator.records import TargetRecord, UserRecord
+from kubescim.api.models import (
+    BusinessUnitStatus,
+    DerivedMembership,
+    Member,
+    Provenance,
+    ScimUserStatus,
+    TeamStatus,
+)
+from kubescim.conditions import condition
+from kubescim.constants import BUSINESS_UNIT_LABEL_PREFIX, TEAM_LABEL_PREFIX
+
+LABEL_PREFIX = {"Team": TEAM_LABEL_PREFIX, "BusinessUnit": BUSINESS_UNIT_LABEL_PREFIX}
+
+
+def user_status(
+    user: UserRecord, desired: Desired, group_names: tuple[str, ...], current: Mapping[str, Any]
+) -> dict[str, Any]:
+    previous = current.get("conditions") or []
+    status = ScimUserStatus(
+        id=user.scim_id,
+        groups=list(group_names),
+        teams=[DerivedMembership(name=n, sources=list(p)) for n, p in desired.teams.items()],
+        team_count=len(desired.teams),
+        business_units=[DerivedMembership(name=n, sources=list(p)) for n, p in desired.business_units.items()],
+        observed_generation=user.generation,
+    ).dump()
+    message = (
+        f"in {len(desired.teams)} team(s) and {len(desired.business_units)} business unit(s)"
+        if user.active
+        else "inactive: removed from every team and business unit"
+    )
+    status["conditions"] = [
+        condition("Ready", True, "Reconciled" if user.active else "Inactive", message, previous, user.generation)
+    ]
+    return status
+
+
+def target_status(
+    record: TargetRecord,
+    members: Mapping[str, tuple[Provenance, ...]],
+    user_names: Mapping[str, str],
+    rule_names: list[str],
+    rules: list[Rule],
+    unit_teams: list[str],
+    limit: int,
+) -> dict[str, Any]:
+    """members: user object name -> provenances; user_names: their userNames (a missing one shows
+    the object name); rule_names: the rules producing this target, and rules: the rules of those
+    names (of either kind); unit_teams: a unit's teams."""
+    # Sort cheap tuples, then build models only for the members the status lists (a unit of 10,000
+    # lists 500).
+    names = sorted((user_names.get(key, key).casefold(), key, user_names.get(key, key)) for key in members)
+    listed = [Member(user_name=shown, user=key, sources=list(members[key])) for _, key, shown in names[: limit + 1]]
+    displays = {r.spec.target.display_name_template or "" for r in rules if r.kind == record.kind}
+    units = {r.spec.target.business_unit for r in rules if r.kind == "Team"}
+    conflicts = []
+    if len(displays) > 1:
+        conflicts.append(f"rules {', '.join(rule_names)} set different display names")
+    if len(units - {None}) > 1:
+        conflicts.append(f"rules {', '.join(rule_names)} name different business units")
+    previous = record.status.get("conditions") or []
+    common: dict[str, Any] = {
+        "origin": record.origin,
+        "member_count": len(members),
+        "members": listed[:limit],
+        "members_truncated": len(members) > limit,
+        "selector": f"{LABEL_PREFIX[record.kind]}{record.name}",
+        "rules": rule_names,
+        "observed_generation": record.generation,
+    }
+    status_model: TeamStatus | BusinessUnitStatus
+    if record.kind == "BusinessUnit":
+        status_model = BusinessUnitStatus(**common, teams=unit_teams)
+    else:
+        status_model = TeamStatus(**common)
+    status = status_model.dump()
+    status["conditions"] = [
+        condition("Ready", True, "Reconciled", f"{len(members)} member(s)", previous, record.generation),
+        condition(
+            "RulesConsistent",
+            not conflicts,
+            "Conflict" if conflicts else "Consistent",
+            "; ".join(conflicts) or "rules that produce this name agree",
+            previous,
+            record.generation,
+        ),
+    ]
+    return status
