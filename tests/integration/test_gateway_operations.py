@@ -30,17 +30,23 @@ async def _status(url: str, token: str) -> int:
         ).status_code
 
 
+async def _served_provider(kube: Kube, scim_env: ScimEnv, prefix: str) -> tuple[str, str, list[str]]:
+    """A new provider, its first token, and its URL on every replica, once every replica accepts it."""
+    provider = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    token = await make_provider(kube, scim_env.namespace, provider)
+    urls = [f"{g.url}/providers/{provider}/scim/v2" for g in scim_env.gateways]
+    deadline = time.monotonic() + 10
+    while not all([await _status(u, token) == 200 for u in urls]):
+        assert time.monotonic() < deadline, "the gateways never learned the first token"
+        await asyncio.sleep(0.05)
+    return provider, token, urls
+
+
 async def test_a_client_still_using_the_old_token_is_told_and_reported(kube: Kube, scim_env: ScimEnv) -> None:
     """The Okta guide's "Test API Credentials fails" after a rotation: the 401 says the token was
     replaced (and when), the IdentityProvider's status counts such requests from every replica,
     and a Warning Event tells `kubectl describe` readers the identity provider has the old token."""
-    provider = f"old-{uuid.uuid4().hex[:6]}"
-    old = await make_provider(kube, scim_env.namespace, provider)
-    urls = [f"{g.url}/providers/{provider}/scim/v2" for g in scim_env.gateways]
-    deadline = time.monotonic() + 10
-    while not all([await _status(u, old) == 200 for u in urls]):
-        assert time.monotonic() < deadline, "the gateways never learned the first token"
-        await asyncio.sleep(0.05)
+    provider, old, urls = await _served_provider(kube, scim_env, "old")
     new = await rotate_token(kube, scim_env.namespace, provider)
     ISSUED_TOKENS.add(new)
     secret = await kube.get(SECRETS, f"{provider}-scim-token", scim_env.namespace)
@@ -127,13 +133,7 @@ async def _cli(scim_env: ScimEnv, *args: str) -> subprocess.CompletedProcess[str
 
 
 async def test_rotation_takes_effect_on_every_replica_within_a_second(kube: Kube, scim_env: ScimEnv) -> None:
-    provider = f"rot-{uuid.uuid4().hex[:6]}"
-    old = await make_provider(kube, scim_env.namespace, provider)
-    urls = [f"{g.url}/providers/{provider}/scim/v2" for g in scim_env.gateways]
-    deadline = time.monotonic() + 10
-    while not all([await _status(u, old) == 200 for u in urls]):
-        assert time.monotonic() < deadline, "the gateways never learned the first token"
-        await asyncio.sleep(0.05)
+    provider, old, urls = await _served_provider(kube, scim_env, "rot")
 
     new = await rotate_token(kube, scim_env.namespace, provider)
     ISSUED_TOKENS.add(new)

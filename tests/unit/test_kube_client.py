@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from kubescim.kube import ApiError, ApiUnavailable, Kube, KubeConfig, Resource
+from tests.unit.http_stub import serve
 
 WIDGETS = Resource("example.com", "v1", "widgets")
 
@@ -26,17 +27,8 @@ async def server() -> AsyncIterator[tuple[str, dict[str, int]]]:
             return web.json_response({"reason": "NotFound", "message": "widgets missing not found"}, status=404)
         return web.json_response({"metadata": {"name": "w"}, "method": request.method})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with serve(handle) as url:
+        yield url, seen
 
 
 async def test_a_read_refused_with_429_is_repeated(server: tuple[str, dict[str, int]]) -> None:

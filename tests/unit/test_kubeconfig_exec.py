@@ -15,6 +15,7 @@ from aiohttp import web
 
 from kubescim.credentials import ExecCredentialError
 from kubescim.kube import Kube, KubeConfig, Resource
+from tests.unit.http_stub import serve
 
 WIDGETS = Resource("example.com", "v1", "widgets")
 PLUGIN = """#!{python}
@@ -48,17 +49,8 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
             return web.json_response({"reason": "Unauthorized"}, status=401)
         return web.json_response({"metadata": {"name": "w"}, "path": request.path_qs, "host": request.host})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with serve(handle) as url:
+        yield url, seen
 
 
 def kubeconfig(tmp_path: Path, server: str, *, lifetime: int = 3600, cluster: dict[str, object] | None = None) -> Path:
