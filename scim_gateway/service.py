@@ -370,8 +370,7 @@ class ScimService:
                     and error.scim_type == ScimType.INVALID_VALUE
                     and attempt < MAX_CONFLICT_RETRIES - 1
                 ):
-                    await self.store.fetch_user_by_name(entry.object_name)  # refresh, then re-apply
-                    continue
+                    continue  # re-read (get_user_entry reads the API server) and re-apply
                 raise
             return self.user_resource(updated, base_url)
         raise ScimError(409, "the user keeps changing concurrently; retry")  # pragma: no cover
