@@ -22,14 +22,25 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import InitVar, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from identity_operator.mapping import Desired, Grant, Rule, TargetKind, compose, evaluate_user
-from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord, View
+from identity_operator.access.plan import Principal, kubernetes_username
+from identity_operator.mapping import Desired, Grant, Rule, TargetKind, applies_to, compose, evaluate_user, matches
+from identity_operator.records import (
+    GroupRecord,
+    RoleRuleRecord,
+    RuleRecord,
+    TargetKey,
+    TargetRecord,
+    UserRecord,
+    View,
+)
+from identity_operator.roles import EMPTY_CATALOG, Catalog, RoleRule, RoleVerdict, resolve_role, undeclared
 from identity_operator.settings import OperatorSettings
-from identity_operator.status import target_status, user_status
+from identity_operator.status import role_rule_status, target_status, user_status
 from identity_operator.writer import KubeWriter, Writer
 from kubescim.api.models import (
+    Access,
     MappingSource,
     MappingStatus,
     Provenance,
@@ -42,8 +53,10 @@ from kubescim.constants import (
     BUSINESS_UNITS,
     CREATED_BY_OPERATOR,
     LABEL_CREATED_BY,
+    LABEL_ROLE,
     MANAGED_BY_OPERATOR,
     PART_OF,
+    ROLE_MAPPINGS,
     SCIM_GROUPS,
     SCIM_USERS,
     TEAM_LABEL_PREFIX,
@@ -70,6 +83,23 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+class AccessSink(Protocol):
+    """Who reacts to membership changes with Kubernetes access (access.controller)."""
+
+    def mark(self, teams: Iterable[str] = (), units: Iterable[str] = (), roles: Iterable[str] = ()) -> None: ...
+
+
+@dataclass(frozen=True)
+class Written:
+    """A user's last write not yet seen through the watch: what the labels and status are now."""
+
+    resource_version: int
+    teams: frozenset[str]
+    units: frozenset[str]
+    role: str | None
+    status_json: bytes
+
+
 @dataclass
 class Stats:
     user_writes: int = 0
@@ -91,8 +121,18 @@ class Engine:
     rule_targets: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     suggestions: dict[TargetKey, tuple[int, str, str | None, str | None]] = field(default_factory=dict)
     issues: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
-    # Per user with a write not yet seen through the watch: (resourceVersion, teams, units, status JSON).
-    written: dict[str, tuple[int, frozenset[str], frozenset[str], bytes]] = field(default_factory=dict)
+    written: dict[str, Written] = field(default_factory=dict)
+    # Roles (RoleMapping): each user's verdict, the holders of each role, the users each role rule matches.
+    roles: dict[str, RoleVerdict] = field(default_factory=dict)
+    role_holders: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    role_rule_users: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    dirty_role_rules: set[str] = field(default_factory=set)
+    # Active users as Kubernetes subjects, and who is told when they change (None: access is off).
+    principals: dict[str, Principal] = field(default_factory=dict)
+    access: AccessSink | None = None
+    # Set once the first full recomputation after start has drained: access is never computed from
+    # a half-computed membership (which would revoke everyone's bindings after a restart).
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
     flushed_members: dict[TargetKey, frozenset[str]] = field(default_factory=dict)
     dirty_users: set[str] = field(default_factory=set)
     dirty_targets: set[TargetKey] = field(default_factory=set)
@@ -100,6 +140,7 @@ class Engine:
     dirty_groups: set[str] = field(default_factory=set)
     stats: Stats = field(default_factory=Stats)
     _rules_cache: list[Rule] | None = None
+    _role_rules_cache: list[RoleRule] | None = None
     _users_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _fast: deque[str] = field(default_factory=deque)
     _last_status_write: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -131,6 +172,7 @@ class Engine:
             asyncio.create_task(self._flush_worker(), name="kubescim-flush"),
         ]
         self.dirty_rules.update((kind, name) for kind, name in indexes.rules)
+        self.dirty_role_rules.update(indexes.role_rules)
         self.dirty_groups.update(indexes.groups)
         self.mark_targets(list(indexes.targets))
         self.mark_users(list(indexes.users))
@@ -149,7 +191,9 @@ class Engine:
 
     @property
     def idle(self) -> bool:
-        return not (self.dirty_users or self.dirty_targets or self.dirty_rules or self.dirty_groups)
+        return not (
+            self.dirty_users or self.dirty_targets or self.dirty_rules or self.dirty_groups or self.dirty_role_rules
+        )
 
     # --- marking (called by handlers) -----------------------------------------------------------
 
@@ -232,6 +276,31 @@ class Engine:
         self.mark_targets([(kind, target) for target in self.rule_targets.get(key, set())])
         self.mark_users(affected)
 
+    def role_rules_changed(self, name: str) -> None:
+        """A RoleMapping appeared, changed or went: recompute who matched it and who matches it now."""
+        assert self.indexes is not None
+        self._role_rules_cache = None
+        affected = set(self.role_rule_users.get(name, ()))
+        record: RoleRuleRecord | None = self.indexes.role_rules.get(name)
+        if record is not None and record.rule.matcher is not None:
+            rule = record.rule
+            assert rule.matcher is not None
+            for user in self.indexes.users.values():
+                facts = user.facts(self._group_names(user))
+                if applies_to(rule.spec, facts) and matches(rule.spec, rule.matcher, rule.attribute, facts):
+                    affected.add(user.name)
+        self.dirty_role_rules.add(name)
+        self._flush_wakeup.set()
+        self.mark_users(affected)
+
+    def provider_changed(self, name: str) -> None:
+        """A provider's access settings changed (roles, ranks, usernames): its users are recomputed."""
+        assert self.indexes is not None
+        self._role_rules_cache = None
+        self.dirty_role_rules.update(self.indexes.role_rules)
+        self._flush_wakeup.set()
+        self.mark_users(u.name for u in self.indexes.users.values() if u.provider == name)
+
     def target_changed(self, kind: TargetKind, name: str, old: TargetRecord | None, new: TargetRecord | None) -> None:
         """Manual members or a team's business unit changed: recompute those users."""
         affected: set[str] = set()
@@ -303,6 +372,63 @@ class Engine:
                 units[team] = best.business_unit
         return units
 
+    def role_rules(self) -> list[RoleRule]:
+        assert self.indexes is not None
+        if self._role_rules_cache is None:
+            self._role_rules_cache = [r.rule for r in self.indexes.role_rules.values()]
+        return self._role_rules_cache
+
+    def _access(self, provider: str) -> Access:
+        assert self.indexes is not None
+        record = self.indexes.providers.get(provider)
+        return record.access if record is not None else Access()
+
+    def catalogs(self) -> dict[str, Catalog]:
+        assert self.indexes is not None
+        return {name: record.catalog for name, record in self.indexes.providers.items()}
+
+    def compute_access(self, user: UserRecord) -> tuple[RoleVerdict | None, str | None]:
+        """The user's role and Kubernetes username."""
+        assert self.indexes is not None
+        facts = user.facts(self._group_names(user))
+        record = self.indexes.providers.get(user.provider)
+        catalog = record.catalog if record is not None else EMPTY_CATALOG
+        verdict = resolve_role(facts, self.role_rules(), catalog)
+        return verdict, kubernetes_username(facts.resource, self._access(user.provider))
+
+    def _update_access(
+        self, name: str, user: UserRecord | None, verdict: RoleVerdict | None, username: str | None
+    ) -> None:
+        """Role indexes and the user as a subject; tell access what moved (synchronously, before this
+        user's own writes: a deactivation reaches the RBAC objects without waiting for them)."""
+        old = self.roles.pop(name, None)
+        if verdict is not None:
+            self.roles[name] = verdict
+        if old != verdict:
+            if old is not None:
+                self.role_holders[old.role].discard(name)
+            if verdict is not None:
+                self.role_holders[verdict.role].add(name)
+            for rule in old.rules if old else ():
+                self.role_rule_users[rule].discard(name)
+            for rule in verdict.rules if verdict else ():
+                self.role_rule_users[rule].add(name)
+            self.dirty_role_rules.update({*(old.rules if old else ()), *(verdict.rules if verdict else ())})
+            self._flush_wakeup.set()
+        principal = Principal(name, username, user.provider) if user is not None and user.active and username else None
+        before = self.principals.get(name)
+        if principal is None:
+            self.principals.pop(name, None)
+        else:
+            self.principals[name] = principal
+        if self.access is not None and (before != principal or old != verdict):
+            desired = self.desired.get(name)
+            self.access.mark(
+                teams=desired.teams if desired else (),
+                units=desired.business_units if desired else (),
+                roles={v.role for v in (old, verdict) if v is not None},
+            )
+
     def compute(self, user: UserRecord) -> tuple[Desired, list[Grant]]:
         self.stats.evaluations += 1
         facts = user.facts(self._group_names(user))  # parses the user's spec: once per computation
@@ -354,6 +480,10 @@ class Engine:
                         grant.business_unit,
                     )
         self.mark_targets(changed)
+        if self.access is not None and changed:
+            self.access.mark(
+                teams=[t for k, t in changed if k == "Team"], units=[t for k, t in changed if k == "BusinessUnit"]
+            )
 
     # --- user worker ----------------------------------------------------------------------------
 
@@ -362,6 +492,8 @@ class Engine:
         while True:
             queue = self._fast or self._bulk
             if not queue:
+                if not self.dirty_users:
+                    self.settled.set()
                 self._users_wakeup.clear()
                 await self._users_wakeup.wait()
                 continue
@@ -388,23 +520,27 @@ class Engine:
         user: UserRecord | None = self.indexes.users.get(name)
         if user is None:
             self._update_reverse(name, None, [])
+            self._update_access(name, None, None, None)
             self.written.pop(name, None)
             return
         desired, grants = self.compute(user)
+        verdict, username = self.compute_access(user)
         self._update_reverse(name, desired, grants)
+        self._update_access(name, user, verdict, username)
 
         written = self.written.get(name)
-        user_status = user.status
-        current_status = user_status
-        current_teams, current_units = user.team_labels, user.unit_labels
-        if written is not None and written[0] > user.resource_version:
+        stored_status = user.status
+        current_status = stored_status
+        current_teams, current_units, current_role = user.team_labels, user.unit_labels, user.role_label
+        if written is not None and written.resource_version > user.resource_version:
             # Our last write has not come back through the watch yet: compare with what we wrote.
-            current_teams, current_units = written[1], written[2]
-            current_status = json.loads(written[3])
+            current_teams, current_units, current_role = written.teams, written.units, written.role
+            current_status = json.loads(written.status_json)
         wanted_teams, wanted_units = frozenset(desired.teams), frozenset(desired.business_units)
-        status = self._user_status(user, desired, user_status)
+        wanted_role = verdict.role if verdict is not None else None
+        status = user_status(user, desired, self._group_names(user), stored_status, verdict, username)
         latest_rv = user.resource_version
-        if wanted_teams != current_teams or wanted_units != current_units:
+        if wanted_teams != current_teams or wanted_units != current_units or wanted_role != current_role:
             labels: dict[str, str | None] = {}
             for prefix, wanted, current in (
                 (TEAM_LABEL_PREFIX, wanted_teams, current_teams),
@@ -412,6 +548,8 @@ class Engine:
             ):
                 labels.update({prefix + t: MEMBER_LABEL_VALUE for t in wanted - current})
                 labels.update({prefix + t: None for t in current - wanted})
+            if wanted_role != current_role:
+                labels[LABEL_ROLE] = wanted_role
             async with self._writes:
                 latest_rv = await self.writer.patch_labels(SCIM_USERS, name, labels)
             self.stats.user_writes += 1
@@ -422,18 +560,15 @@ class Engine:
             current_status = status
         if latest_rv > user.resource_version:
             compact = json.dumps(current_status, separators=(",", ":")).encode()
-            self.written[name] = (latest_rv, wanted_teams, wanted_units, compact)
-        elif written is not None and written[0] <= user.resource_version:
+            self.written[name] = Written(latest_rv, wanted_teams, wanted_units, wanted_role, compact)
+        elif written is not None and written.resource_version <= user.resource_version:
             del self.written[name]  # our last write is in the record already
 
     def observed(self, name: str, resource_version: int) -> None:
         """A user's event came back: once it is at least as new as our last write, forget that write."""
         written = self.written.get(name)
-        if written is not None and written[0] <= resource_version:
+        if written is not None and written.resource_version <= resource_version:
             del self.written[name]
-
-    def _user_status(self, user: UserRecord, desired: Desired, current: dict[str, Any]) -> dict[str, Any]:
-        return user_status(user, desired, self._group_names(user), current)
 
     # --- flush worker: targets, rules, groups ---------------------------------------------------
 
@@ -471,6 +606,7 @@ class Engine:
         targets, self.dirty_targets = self.dirty_targets, set()
         rules, self.dirty_rules = self.dirty_rules, set()
         groups, self.dirty_groups = self.dirty_groups, set()
+        role_rules, self.dirty_role_rules = self.dirty_role_rules, set()
         produced = self.produced_targets()
         # A team's business unit changed its member list: the unit's status lists the team.
         for kind, name in list(targets):
@@ -478,17 +614,19 @@ class Engine:
             if kind == "Team" and record is not None and record.business_unit:
                 targets.add(("BusinessUnit", record.business_unit))
         target_keys, rule_keys, group_keys = sorted(targets), sorted(rules), sorted(groups)
+        role_keys = sorted(role_rules)
         results = await asyncio.gather(
             *(self._flush_target(key, produced) for key in target_keys),
             *(self._flush_rule(key) for key in rule_keys),
             *(self._flush_group(scim_id) for scim_id in group_keys),
+            *(self._flush_role_rule(name) for name in role_keys),
             return_exceptions=True,
         )
         # Whatever failed is retried on a later flush; one bad object never drops the others' work.
         # A 404 is an object deleted since it was queued: its DELETED event follows, nothing to retry.
         failed = [
             (key, r)
-            for key, r in zip([*target_keys, *rule_keys, *group_keys], results, strict=True)
+            for key, r in zip([*target_keys, *rule_keys, *group_keys, *role_keys], results, strict=True)
             if isinstance(r, BaseException) and not (isinstance(r, ApiError) and r.not_found)
         ]
         for key, error in failed:
@@ -499,6 +637,7 @@ class Engine:
         self.dirty_targets.update(k for k, _ in failed if k in targets)
         self.dirty_rules.update(k for k, _ in failed if k in rules)
         self.dirty_groups.update(k for k, _ in failed if k in groups)
+        self.dirty_role_rules.update(str(k) for k, _ in failed if k in role_rules)
         if failed:
             await asyncio.sleep(1)
             self._flush_wakeup.set()
@@ -676,6 +815,37 @@ class Engine:
             if attribute_check is not None and attribute_check.verdict != "Found" and changed:
                 reason = f"Attribute{attribute_check.verdict}"
                 await self._rule_event(kind, name, record, attribute_check.message, reason)
+
+    async def _flush_role_rule(self, name: str) -> None:
+        assert self.indexes is not None
+        record: RoleRuleRecord | None = self.indexes.role_rules.get(name)
+        if record is None:
+            self.role_rule_users.pop(name, None)
+            return
+        status_key = ("RoleMapping", name)
+        if not self._status_write_due(status_key):
+            self.dirty_role_rules.add(name)
+            self._flush_wakeup.set()
+            return
+        matched = self.role_rule_users.get(name, set())
+        assigned = sum(1 for user in matched if any(p.rule == name for p in self.roles[user].sources))
+        missing = undeclared(record.rule, self.catalogs()) if record.rule.problem is None else []
+        status = role_rule_status(record, len(matched), assigned, missing)
+        if not status_equal(record.status, status):
+            async with self._writes:
+                await self.writer.patch_status(ROLE_MAPPINGS, name, status)
+            self._last_status_write[status_key] = time.monotonic()
+            previous = record.status.get("conditions") or []
+            old_ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
+            ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+            if ready["status"] == "False" and old_ready.get("reason") != ready["reason"]:
+                regarding = {
+                    "apiVersion": API_VERSION,
+                    "kind": "RoleMapping",
+                    "name": name,
+                    "namespace": self.settings.namespace,
+                }
+                await self._post_event(regarding, "Warning", ready["reason"], ready["message"])
 
     async def _flush_group(self, scim_id: str) -> None:
         assert self.indexes is not None

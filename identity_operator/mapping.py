@@ -20,7 +20,16 @@ from typing import Any, Literal
 
 import re2
 
-from kubescim.api.models import MappingSource, MappingSpec, MatchOperator, Provenance, ProvenanceKind, UserSelection
+from kubescim.api.models import (
+    MappingSource,
+    MappingSpec,
+    Match,
+    MatchOperator,
+    Provenance,
+    ProvenanceKind,
+    RuleSelector,
+    UserSelection,
+)
 from kubescim.constants import ENTERPRISE_USER_URN
 from kubescim.scim.errors import ScimError
 from kubescim.scim.filter import PatchPath, ResourceSchema, evaluate, get_key, parse_patch_path
@@ -66,8 +75,7 @@ class Captured:
 class Matcher:
     """A compiled `match` block. Raises ValueError for a rule that cannot be compiled."""
 
-    def __init__(self, spec: MappingSpec) -> None:
-        match = spec.match
+    def __init__(self, match: Match) -> None:
         self.operator = match.operator
         self.case_sensitive = match.case_sensitive
         self.negate = match.negate
@@ -222,7 +230,7 @@ class Rule:
             )
             if spec.source == MappingSource.ATTRIBUTE and attribute is None:
                 raise ValueError("source Attribute needs an attribute path")
-            return cls(name, kind, spec, Matcher(spec), attribute)
+            return cls(name, kind, spec, Matcher(spec.match), attribute)
         except ValueError as error:
             return cls(name, kind, spec, None, None, str(error))
 
@@ -276,19 +284,35 @@ class RuleIssue:
     message: str
 
 
+def applies_to(selector: RuleSelector, user: UserFacts) -> bool:
+    """The rule's providers and user selection admit this user."""
+    if selector.providers and user.provider not in selector.providers:
+        return False
+    return selector.users != UserSelection.ACTIVE or user.active
+
+
+def matches(
+    selector: RuleSelector, matcher: Matcher, attribute: PatchPath | None, user: UserFacts
+) -> list[tuple[str, ProvenanceKind, Captured]]:
+    """Every value of the user's (attribute or group displayNames) that the rule's match accepts."""
+    if selector.source == MappingSource.GROUP:
+        candidates = [(group, ProvenanceKind.GROUP) for group in sorted(user.groups)]
+    else:
+        assert attribute is not None
+        candidates = [(value, ProvenanceKind.ATTRIBUTE) for value in attribute_values(user.resource, attribute)]
+    found = []
+    for value, kind in candidates:
+        captured = matcher.match(value)
+        if captured is not None:
+            found.append((value, kind, captured))
+    return found
+
+
 def _apply_rule(rule: Rule, user: UserFacts, issues: list[RuleIssue]) -> list[Grant]:
     assert rule.matcher is not None
     spec = rule.spec
-    if spec.source == MappingSource.GROUP:
-        candidates = [(group, ProvenanceKind.GROUP) for group in sorted(user.groups)]
-    else:
-        assert rule.attribute is not None
-        candidates = [(value, ProvenanceKind.ATTRIBUTE) for value in attribute_values(user.resource, rule.attribute)]
     grants: dict[str, Grant] = {}
-    for value, kind in candidates:
-        captured = rule.matcher.match(value)
-        if captured is None:
-            continue
+    for value, kind, captured in matches(spec, rule.matcher, rule.attribute, user):
         target = spec.target
         if target.name:
             name: str | None = target.name
@@ -326,9 +350,7 @@ def evaluate_user(user: UserFacts, rules: Iterable[Rule]) -> tuple[list[Grant], 
         for rule in (r for r in ordered if r.kind == kind):
             if stop_below is not None and rule.spec.priority < stop_below:
                 break
-            if rule.spec.providers and user.provider not in rule.spec.providers:
-                continue
-            if rule.spec.users == UserSelection.ACTIVE and not user.active:
+            if not applies_to(rule.spec, user):
                 continue
             matched = _apply_rule(rule, user, issues)
             grants.extend(matched)

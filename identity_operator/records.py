@@ -16,12 +16,24 @@ from pydantic import ValidationError
 
 from identity_operator.census import AttributeCensus, AttributeKeys, attribute_keys
 from identity_operator.mapping import Rule, TargetKind, UserFacts
-from kubescim.api.models import BusinessUnitSpec, MappingSpec, MappingTarget, Match, TeamSpec
+from identity_operator.roles import Catalog, RoleRule
+from kubescim.api.models import (
+    Access,
+    AccessBindingSpec,
+    BusinessUnitSpec,
+    IdentityProviderSpec,
+    MappingSpec,
+    MappingTarget,
+    Match,
+    RoleMappingSpec,
+    TeamSpec,
+)
 from kubescim.constants import (
     BUSINESS_UNIT_LABEL_PREFIX,
     CREATED_BY_OPERATOR,
     GROUP_LABEL_PREFIX,
     LABEL_CREATED_BY,
+    LABEL_ROLE,
     LABEL_SCIM_ID,
     TEAM_LABEL_PREFIX,
 )
@@ -69,6 +81,7 @@ class UserRecord:
     generation: int
     resource_version: int
     attribute_keys: AttributeKeys = ()  # which attributes it carries (for the census), shared shapes
+    role_label: str | None = None
 
     @property
     def resource(self) -> Body:
@@ -101,6 +114,7 @@ class UserRecord:
             generation=int(meta.get("generation") or 0),
             resource_version=int(meta.get("resourceVersion") or 0),
             attribute_keys=attribute_keys(spec),
+            role_label=labels.get(LABEL_ROLE),
         )
 
     def facts(self, group_names: tuple[str, ...]) -> UserFacts:
@@ -178,6 +192,7 @@ class TargetRecord:
     status: Body
     generation: int
     origin: Literal["Mapping", "Manual"] = "Manual"
+    labels: Mapping[str, str] = field(default_factory=dict)  # for AccessBindings' teamSelector
 
     @property
     def key(self) -> TargetKey:
@@ -207,7 +222,71 @@ class TargetRecord:
             status=body.get("status") or {},
             generation=int(meta.get("generation") or 0),
             origin="Mapping" if created else "Manual",
+            labels=dict(labels),
         )
+
+
+@dataclass(frozen=True)
+class RoleRuleRecord:
+    rule: RoleRule
+    generation: int
+    status: Body
+
+    @classmethod
+    def from_body(cls, body: Any) -> RoleRuleRecord:
+        body = _plain(body)
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name"))
+        raw = body.get("spec") or {}
+        try:
+            rule = RoleRule.compile(name, RoleMappingSpec.model_validate(raw))
+        except ValidationError as error:
+            placeholder = RoleMappingSpec.model_construct(match=Match.model_construct(), role=str(raw.get("role", "")))
+            rule = RoleRule(name, placeholder, None, None, f"invalid spec: {error.errors()[0]['msg']}")
+        return cls(rule, int(meta.get("generation") or 0), body.get("status") or {})
+
+
+@dataclass(frozen=True)
+class ProviderRecord:
+    """What the operator's engine needs of an IdentityProvider: its access settings."""
+
+    name: str
+    access: Access
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog.of(self.access)
+
+    @classmethod
+    def from_body(cls, body: Any) -> ProviderRecord:
+        body = _plain(body)
+        try:
+            access = IdentityProviderSpec.model_validate(body.get("spec") or {}).access
+        except ValidationError:
+            access = Access()
+        return cls(str((body.get("metadata") or {}).get("name")), access)
+
+
+@dataclass(frozen=True)
+class AccessBindingRecord:
+    name: str
+    uid: str
+    generation: int
+    spec: AccessBindingSpec | None  # None: invalid (problem says why)
+    status: Body
+    problem: str | None = None
+
+    @classmethod
+    def from_body(cls, body: Any) -> AccessBindingRecord:
+        body = _plain(body)
+        meta = body.get("metadata") or {}
+        name, uid = str(meta.get("name")), str(meta.get("uid", ""))
+        generation, status = int(meta.get("generation") or 0), body.get("status") or {}
+        try:
+            spec = AccessBindingSpec.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            return cls(name, uid, generation, None, status, f"invalid spec: {error.errors()[0]['msg']}")
+        return cls(name, uid, generation, spec, status)
 
 
 @dataclass
@@ -221,3 +300,6 @@ class View:
     rules: Mapping[tuple[str, str], RuleRecord]
     targets: Mapping[TargetKey, TargetRecord]
     census: AttributeCensus = field(default_factory=AttributeCensus)
+    role_rules: Mapping[str, RoleRuleRecord] = field(default_factory=dict)
+    providers: Mapping[str, ProviderRecord] = field(default_factory=dict)
+    access_bindings: Mapping[str, AccessBindingRecord] = field(default_factory=dict)

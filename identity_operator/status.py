@@ -7,12 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from identity_operator.mapping import Desired, Rule
-from identity_operator.records import TargetRecord, UserRecord
+from identity_operator.records import RoleRuleRecord, TargetRecord, UserRecord
+from identity_operator.roles import RoleVerdict
 from kubescim.api.models import (
+    AssignedRole,
     BusinessUnitStatus,
     DerivedMembership,
     Member,
     Provenance,
+    RoleMappingStatus,
     ScimUserStatus,
     TeamStatus,
 )
@@ -23,15 +26,33 @@ LABEL_PREFIX = {"Team": TEAM_LABEL_PREFIX, "BusinessUnit": BUSINESS_UNIT_LABEL_P
 
 
 def user_status(
-    user: UserRecord, desired: Desired, group_names: tuple[str, ...], current: Mapping[str, Any]
+    user: UserRecord,
+    desired: Desired,
+    group_names: tuple[str, ...],
+    current: Mapping[str, Any],
+    role: RoleVerdict | None = None,
+    username: str | None = None,
 ) -> dict[str, Any]:
     previous = current.get("conditions") or []
+    assigned = (
+        AssignedRole(
+            name=role.role,
+            rank=role.rank,
+            resolution=role.resolution,
+            sources=list(role.sources),
+            candidates=list(role.candidates),
+        )
+        if role is not None
+        else None
+    )
     status = ScimUserStatus(
         id=user.scim_id,
         groups=list(group_names),
         teams=[DerivedMembership(name=n, sources=list(p)) for n, p in desired.teams.items()],
         team_count=len(desired.teams),
         business_units=[DerivedMembership(name=n, sources=list(p)) for n, p in desired.business_units.items()],
+        role=assigned,
+        kubernetes_username=username,
         observed_generation=user.generation,
     ).dump()
     message = (
@@ -95,4 +116,26 @@ def target_status(
             record.generation,
         ),
     ]
+    return status
+
+
+def role_rule_status(record: RoleRuleRecord, matched: int, assigned: int, undeclared_on: list[str]) -> dict[str, Any]:
+    """A RoleMapping's status: whom it matches, whom it gives the role, and whether it can work."""
+    rule = record.rule
+    previous = record.status.get("conditions") or []
+    status = RoleMappingStatus(
+        matched_users=matched, assigned_users=assigned, observed_generation=record.generation
+    ).dump()
+    if rule.problem is not None:
+        ready, reason, message = False, "InvalidRule", rule.problem
+    elif undeclared_on:
+        ready, reason = False, "RoleNotDeclared"
+        message = (
+            f"role {rule.spec.role!r} is not declared in spec.access.roles of IdentityProvider(s) "
+            f"{', '.join(undeclared_on)}: it is assigned to none of their users"
+        )
+    else:
+        ready, reason = True, "Valid"
+        message = f"matches {matched} user(s); {assigned} hold role {rule.spec.role!r} through it"
+    status["conditions"] = [condition("Ready", ready, reason, message, previous, record.generation)]
     return status

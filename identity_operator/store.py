@@ -19,10 +19,23 @@ from typing import Any
 
 from identity_operator.census import AttributeCensus
 from identity_operator.mapping import TargetKind
-from identity_operator.records import GroupRecord, RuleRecord, TargetKey, TargetRecord, UserRecord, View
+from identity_operator.records import (
+    AccessBindingRecord,
+    GroupRecord,
+    ProviderRecord,
+    RoleRuleRecord,
+    RuleRecord,
+    TargetKey,
+    TargetRecord,
+    UserRecord,
+    View,
+)
 from kubescim.constants import (
+    ACCESS_BINDINGS,
     BUSINESS_UNIT_MAPPINGS,
     BUSINESS_UNITS,
+    IDENTITY_PROVIDERS,
+    ROLE_MAPPINGS,
     SCIM_GROUPS,
     SCIM_USERS,
     TEAM_MAPPINGS,
@@ -42,12 +55,24 @@ class Store:
     targets: dict[TargetKey, TargetRecord] = field(default_factory=dict)
     versions: dict[tuple[str, str], int] = field(default_factory=dict)
     census: AttributeCensus = field(default_factory=AttributeCensus)
+    role_rules: dict[str, RoleRuleRecord] = field(default_factory=dict)
+    providers: dict[str, ProviderRecord] = field(default_factory=dict)
+    access_bindings: dict[str, AccessBindingRecord] = field(default_factory=dict)
     seeded: asyncio.Event = field(default_factory=asyncio.Event)
     _seeding: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def view(self) -> View:
         return View(
-            self.users, self.users_by_group, self.users_by_user_name, self.groups, self.rules, self.targets, self.census
+            self.users,
+            self.users_by_group,
+            self.users_by_user_name,
+            self.groups,
+            self.rules,
+            self.targets,
+            self.census,
+            self.role_rules,
+            self.providers,
+            self.access_bindings,
         )
 
     def _fresh(self, kind: str, body: dict[str, Any], deleted: bool = False) -> bool:
@@ -112,6 +137,39 @@ class Store:
         self.targets[record.key] = record
         return record
 
+    def put_role_rule(self, body: dict[str, Any], deleted: bool = False) -> RoleRuleRecord | None:
+        if not self._fresh("RoleMapping", body, deleted):
+            return None
+        name = str(body["metadata"]["name"])
+        if deleted:
+            self.role_rules.pop(name, None)
+            return None
+        record = RoleRuleRecord.from_body(body)
+        self.role_rules[name] = record
+        return record
+
+    def put_provider(self, body: dict[str, Any], deleted: bool = False) -> ProviderRecord | None:
+        if not self._fresh("IdentityProvider", body, deleted):
+            return None
+        name = str(body["metadata"]["name"])
+        if deleted:
+            self.providers.pop(name, None)
+            return None
+        record = ProviderRecord.from_body(body)
+        self.providers[name] = record
+        return record
+
+    def put_access_binding(self, body: dict[str, Any], deleted: bool = False) -> AccessBindingRecord | None:
+        if not self._fresh("AccessBinding", body, deleted):
+            return None
+        name = str(body["metadata"]["name"])
+        if deleted:
+            self.access_bindings.pop(name, None)
+            return None
+        record = AccessBindingRecord.from_body(body)
+        self.access_bindings[name] = record
+        return record
+
     # --- seeding ----------------------------------------------------------------------------------
 
     async def seed(self, kube: Kube, namespace: str, on_seeded: Callable[[], None]) -> None:
@@ -120,6 +178,9 @@ class Store:
             if self.seeded.is_set():
                 return
             kinds: list[tuple[Any, Callable[[dict[str, Any]], Any]]] = [
+                (IDENTITY_PROVIDERS, self.put_provider),
+                (ROLE_MAPPINGS, self.put_role_rule),
+                (ACCESS_BINDINGS, self.put_access_binding),
                 (TEAM_MAPPINGS, lambda b: self.put_rule("Team", b)),
                 (BUSINESS_UNIT_MAPPINGS, lambda b: self.put_rule("BusinessUnit", b)),
                 (TEAMS, lambda b: self.put_target("Team", b)),

@@ -22,11 +22,17 @@ TEAM_MAPPINGS: Final = Resource(GROUP, VERSION, "teammappings")
 BUSINESS_UNIT_MAPPINGS: Final = Resource(GROUP, VERSION, "businessunitmappings")
 TEAMS: Final = Resource(GROUP, VERSION, "teams")
 BUSINESS_UNITS: Final = Resource(GROUP, VERSION, "businessunits")
+ROLE_MAPPINGS: Final = Resource(GROUP, VERSION, "rolemappings")
+ACCESS_BINDINGS: Final = Resource(GROUP, VERSION, "accessbindings")
+ROLE_BINDINGS: Final = Resource("rbac.authorization.k8s.io", "v1", "rolebindings")
+CLUSTER_ROLE_BINDINGS: Final = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False)
 
 # --- labels on ScimUser / ScimGroup -------------------------------------------------------------
 LABEL_PROVIDER: Final = f"{GROUP}/provider"
 LABEL_SCIM_ID: Final = f"{GROUP}/scim-id"
 LABEL_ACTIVE: Final = f"{GROUP}/active"
+# The user's one role (RoleMapping), written by the operator: kubectl get scimusers -l identity.kubescim.dev/role=admin
+LABEL_ROLE: Final = f"{GROUP}/role"
 # Prefixes: the label key's name part is the group's SCIM id / the team's or BU's object name.
 GROUP_LABEL_PREFIX: Final = f"group.{GROUP}/"
 TEAM_LABEL_PREFIX: Final = f"team.{GROUP}/"
@@ -35,6 +41,12 @@ BUSINESS_UNIT_LABEL_PREFIX: Final = f"businessunit.{GROUP}/"
 # --- labels on Team / BusinessUnit --------------------------------------------------------------
 LABEL_CREATED_BY: Final = f"{GROUP}/created-by"
 CREATED_BY_OPERATOR: Final = "kubescim-operator"
+
+# --- labels on the RoleBindings / ClusterRoleBindings an AccessBinding is made of ------------------
+# The AccessBinding's name and namespace (two labels: a label value holds at most 63 characters).
+LABEL_ACCESS_BINDING: Final = f"{GROUP}/access-binding"
+LABEL_ACCESS_BINDING_NAMESPACE: Final = f"{GROUP}/access-binding-namespace"
+LABEL_SHARD: Final = f"{GROUP}/shard"
 
 # --- annotations --------------------------------------------------------------------------------
 ANNOTATION_LAST_MODIFIED: Final = f"{GROUP}/last-modified"

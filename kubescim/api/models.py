@@ -276,6 +276,69 @@ class Scim(ApiModel):
     )
 
 
+class UsernameAttribute(StrEnum):
+    USER_NAME = "userName"
+    EMAIL = "email"
+    EXTERNAL_ID = "externalId"
+
+
+class KubernetesUsername(ApiModel):
+    """How a ScimUser's Kubernetes username is built: it must equal what the cluster's authenticator
+    makes of the same person's token (docs/access.md, Connect cluster login to Okta)."""
+
+    attribute: UsernameAttribute = Field(
+        default=UsernameAttribute.USER_NAME,
+        description="userName (the Okta login; the ID token's preferred_username), email (the primary email; "
+        "the email claim) or externalId (Okta's user id; the sub claim).",
+    )
+    prefix: Annotated[str, Field(max_length=64, pattern=r"^[^\s]*$")] = Field(
+        default="",
+        description="Prepended to the attribute, exactly like the authenticator's claimMappings prefix, "
+        "e.g. okta: (keeps Okta users apart from certificate and service-account users).",
+    )
+
+
+class RoleDeclaration(ApiModel):
+    """A role RoleMappings may assign to this provider's users."""
+
+    name: Name = Field(description="The role's name, as RoleMappings and AccessBindings name it.")
+    rank: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Resolution HighestPermission: when several roles match a user, the highest rank wins.",
+    )
+    description: Annotated[str, Field(max_length=1024)] | None = Field(default=None, description="What it is for.")
+
+
+class RoleResolution(StrEnum):
+    HIGHEST_PERMISSION = "HighestPermission"
+    ORDER = "Order"
+
+
+class Access(ApiModel):
+    """How this provider's users become Kubernetes subjects, and the roles they can hold."""
+
+    username: KubernetesUsername = Field(
+        default_factory=KubernetesUsername, description="How a user's Kubernetes username is built."
+    )
+    group_prefix: Annotated[str, Field(max_length=64, pattern=r"^[^\s]*$")] = Field(
+        default="",
+        description="AccessBindings with subjectKind Group name a team or business unit as the Group "
+        "<groupPrefix><name>: the authenticator's groups claim (with its prefix) must carry that name.",
+    )
+    roles: Annotated[list[RoleDeclaration], Field(max_length=64)] = Field(
+        default_factory=list,
+        description="The roles RoleMappings may assign. A user holds at most one (roleResolution).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    role_resolution: RoleResolution = Field(
+        default=RoleResolution.HIGHEST_PERMISSION,
+        description="HighestPermission (default): of the roles a user's RoleMappings match, the one with the "
+        "highest rank. Order: the role of the first matching RoleMapping, by priority (then name).",
+    )
+
+
 class IdentityProviderSpec(ApiModel):
     """An identity provider (an Okta org + app) that provisions users and groups into this namespace."""
 
@@ -286,6 +349,9 @@ class IdentityProviderSpec(ApiModel):
         description="The Okta org to reconcile against. Without it, the provider is push-only (any SCIM IdP).",
     )
     reconcile: Reconcile = Field(default_factory=Reconcile, description="Periodic reconciliation settings.")
+    access: Access = Field(
+        default_factory=Access, description="Kubernetes access: usernames, group subjects and the roles users hold."
+    )
 
 
 class SyncResult(StrEnum):
@@ -477,6 +543,20 @@ class DerivedMembership(StatusModel):
     )
 
 
+class AssignedRole(StatusModel):
+    """The one role a user holds, and why."""
+
+    name: Name = Field(description="The role (label identity.kubescim.dev/role).")
+    rank: int | None = Field(default=None, ge=0, description="Its rank on the provider.")
+    resolution: RoleResolution = Field(description="How it was chosen among the roles that matched.")
+    sources: Annotated[list[Provenance], Field(max_length=32)] = Field(
+        default_factory=list, description="The RoleMappings that assign it (kind Attribute or Group)."
+    )
+    candidates: Annotated[list[Name], Field(max_length=64)] = Field(
+        default_factory=list, description="Every role some RoleMapping matched, the chosen one included."
+    )
+
+
 class ScimUserStatus(StatusModel):
     id: str | None = Field(
         default=None, max_length=64, description="The SCIM id (also label identity.kubescim.dev/scim-id)."
@@ -490,6 +570,10 @@ class ScimUserStatus(StatusModel):
     team_count: int | None = Field(default=None, ge=0, description="Number of derived teams.")
     business_units: Annotated[list[DerivedMembership], Field(max_length=256)] = Field(
         default_factory=list, description="Derived business-unit memberships with provenance."
+    )
+    role: AssignedRole | None = Field(default=None, description="The role RoleMappings assign, if any.")
+    kubernetes_username: Annotated[str, Field(max_length=1024)] | None = Field(
+        default=None, description="The user's Kubernetes username (the provider's access.username)."
     )
     observed_generation: int | None = Field(default=None, ge=0, description="The generation last acted on.")
     conditions: Conditions = Field(default_factory=list)
@@ -623,29 +707,23 @@ _TEMPLATE_NEEDS_WILDCARD = (
 )
 
 
-class MappingSpec(ApiModel):
-    """One mapping rule: users whose attribute (or group displayName) matches join the target."""
+_SOURCE_RULES = [
+    cel(
+        "self.source != 'Attribute' || has(self.attribute)",
+        "source Attribute needs attribute: the user attribute path, e.g. department",
+    ),
+    cel(
+        "self.source != 'Group' || !has(self.attribute)",
+        "source Group matches the group's displayName: remove attribute",
+    ),
+]
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "self.source != 'Attribute' || has(self.attribute)",
-                    "source Attribute needs attribute: the user attribute path, e.g. department",
-                ),
-                cel(
-                    "self.source != 'Group' || !has(self.attribute)",
-                    "source Group matches the group's displayName: remove attribute",
-                ),
-                cel(
-                    _TEMPLATE_NEEDS_WILDCARD,
-                    "target.nameTemplate with a placeholder needs a wildcard match: operator Any, Glob, Regex, "
-                    "Prefix or In, or an Equals value of * or containing ${*} (and no negate)",
-                    ".target.nameTemplate",
-                ),
-            ]
-        }
-    )
+
+class RuleSelector(ApiModel):
+    """What every mapping rule has in common: which users it looks at, and how it matches them.
+    TeamMapping, BusinessUnitMapping and RoleMapping share this grammar."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": list(_SOURCE_RULES)})
 
     source: MappingSource = Field(
         default=MappingSource.ATTRIBUTE,
@@ -659,17 +737,12 @@ class MappingSpec(ApiModel):
         "path, e.g. urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeID.",
     )
     match: Match = Field(description="How the value is compared.")
-    target: MappingTarget = Field(description="The Team/BusinessUnit to join.")
     priority: int = Field(
         default=100,
         ge=0,
         le=1000,
         description="Higher first. Decides whose display name wins when rules target the same name, the order "
-        "of provenance, and which rules `final` stops.",
-    )
-    final: bool = Field(
-        default=False,
-        description="When this rule matches a user, lower-priority rules of the same kind are not applied to them.",
+        "of provenance, which rules `final` stops, and (RoleMapping, resolution Order) which role a user gets.",
     )
     users: UserSelection = Field(
         default=UserSelection.ACTIVE,
@@ -677,6 +750,30 @@ class MappingSpec(ApiModel):
     )
     providers: Annotated[list[Name], Field(max_length=32)] = Field(
         default_factory=list, description="IdentityProviders this rule applies to; empty means all."
+    )
+
+
+class MappingSpec(RuleSelector):
+    """One mapping rule: users whose attribute (or group displayName) matches join the target."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                *_SOURCE_RULES,
+                cel(
+                    _TEMPLATE_NEEDS_WILDCARD,
+                    "target.nameTemplate with a placeholder needs a wildcard match: operator Any, Glob, Regex, "
+                    "Prefix or In, or an Equals value of * or containing ${*} (and no negate)",
+                    ".target.nameTemplate",
+                ),
+            ]
+        }
+    )
+
+    target: MappingTarget = Field(description="The Team/BusinessUnit to join.")
+    final: bool = Field(
+        default=False,
+        description="When this rule matches a user, lower-priority rules of the same kind are not applied to them.",
     )
 
 
@@ -758,3 +855,186 @@ class BusinessUnitStatus(GroupingStatus):
     teams: Annotated[list[Name], Field(max_length=1000)] = Field(
         default_factory=list, description="Teams whose spec.businessUnit names this unit."
     )
+
+
+# --- RoleMapping --------------------------------------------------------------------------------
+
+
+class RoleMappingSpec(RuleSelector):
+    """A rule that assigns a role to users whose attribute (or group displayName) matches. A user
+    holds at most one role: its provider's access.roleResolution picks it."""
+
+    role: Name = Field(description="The role, declared in the IdentityProvider's spec.access.roles.")
+
+
+class RoleMappingStatus(StatusModel):
+    matched_users: int | None = Field(default=None, ge=0, description="Users the rule matches.")
+    assigned_users: int | None = Field(
+        default=None, ge=0, description="Users who hold the role because of this rule (after resolution)."
+    )
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last acted on.")
+    conditions: Conditions = Field(default_factory=list)
+
+
+# --- AccessBinding ------------------------------------------------------------------------------
+
+
+class SelectorOperator(StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+class SelectorRequirement(ApiModel):
+    """metav1.LabelSelectorRequirement."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+                    "In and NotIn need values; Exists and DoesNotExist take none",
+                ),
+            ]
+        }
+    )
+
+    key: Annotated[str, Field(min_length=1, max_length=317)] = Field(description="The label key.")
+    operator: SelectorOperator = Field(description="In, NotIn, Exists or DoesNotExist.")
+    values: Annotated[list[Annotated[str, Field(max_length=63)]], Field(max_length=64)] | None = Field(
+        default=None, description="For In and NotIn."
+    )
+
+
+class LabelSelector(ApiModel):
+    """metav1.LabelSelector: every matchLabels pair and every expression must hold."""
+
+    match_labels: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None, description="Labels that must be present with these values."
+    )
+    match_expressions: Annotated[list[SelectorRequirement], Field(max_length=16)] | None = Field(
+        default=None, description="Set-based requirements."
+    )
+
+
+class SubjectRequirement(StrEnum):
+    ANY = "Any"
+    ALL = "All"
+
+
+class AccessSubjects(ApiModel):
+    """Who is granted: members of teams and business units, and holders of roles. Only active users."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.teams) || has(self.teamSelector) || has(self.businessUnits) || has(self.roles)",
+                    "name at least one of teams, teamSelector, businessUnits or roles",
+                ),
+            ]
+        }
+    )
+
+    teams: Annotated[list[Name], Field(max_length=256)] | None = Field(default=None, description="Teams by name.")
+    team_selector: LabelSelector | None = Field(default=None, description="Teams by label.")
+    business_units: Annotated[list[Name], Field(max_length=256)] | None = Field(
+        default=None, description="BusinessUnits by name (their members include their teams' members)."
+    )
+    roles: Annotated[list[Name], Field(max_length=64)] | None = Field(
+        default=None, description="Roles (RoleMapping) by name."
+    )
+    require: SubjectRequirement = Field(
+        default=SubjectRequirement.ANY,
+        description="Any (default): a user matching any of the lists above. All: a user matching every list "
+        "given, e.g. teams [payments] and roles [lead] grant only the payments team's leads.",
+    )
+
+
+class RoleRefKind(StrEnum):
+    CLUSTER_ROLE = "ClusterRole"
+    ROLE = "Role"
+
+
+class AccessRoleRef(ApiModel):
+    """The role granted. The operator binds only roles the cluster administrator allowed (chart value
+    access.allowedRoles), and Kubernetes enforces that too: the operator may `bind` only those."""
+
+    kind: RoleRefKind = Field(default=RoleRefKind.CLUSTER_ROLE, description="ClusterRole or Role.")
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^/%]+$")] = Field(
+        description="The role's name (a Role must exist in each namespace of the scope)."
+    )
+
+
+class AccessScope(ApiModel):
+    """Where the role applies: listed namespaces and/or namespaces matching a selector (RoleBindings,
+    kept current as namespaces come and go), or the whole cluster (ClusterRoleBindings)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.cluster != (has(self.namespaces) || has(self.namespaceSelector))",
+                    "set cluster: true, or namespaces and/or namespaceSelector (not both)",
+                ),
+            ]
+        }
+    )
+
+    namespaces: Annotated[list[Name], Field(max_length=256)] | None = Field(
+        default=None, description="Namespaces by name (a listed namespace created later gets its binding then)."
+    )
+    namespace_selector: LabelSelector | None = Field(default=None, description="Namespaces by label.")
+    cluster: bool = Field(default=False, description="Cluster-wide: a ClusterRoleBinding (roleRef ClusterRole).")
+
+
+class SubjectKind(StrEnum):
+    USER = "User"
+    GROUP = "Group"
+
+
+class AccessBindingSpec(ApiModel):
+    """Grant a role to teams, business units and role holders, in namespaces or cluster-wide. The
+    operator materialises RoleBindings / ClusterRoleBindings whose subjects are the active members'
+    Kubernetes usernames, and keeps them current in real time."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!self.scope.cluster || self.roleRef.kind == 'ClusterRole'",
+                    "a cluster-wide scope needs roleRef kind ClusterRole",
+                    ".roleRef.kind",
+                ),
+                cel(
+                    "self.subjectKind != 'Group' || !has(self.subjects.roles)",
+                    "subjectKind Group binds teams and business units as groups: roles have no group",
+                    ".subjectKind",
+                ),
+            ]
+        }
+    )
+
+    subjects: AccessSubjects = Field(description="Who is granted.")
+    role_ref: AccessRoleRef = Field(description="What is granted.")
+    scope: AccessScope = Field(description="Where.")
+    subject_kind: SubjectKind = Field(
+        default=SubjectKind.USER,
+        description="User (default): one subject per active member. Group: one Group subject per team and "
+        "business unit (<provider's groupPrefix><name>), for an authenticator whose groups claim carries them.",
+    )
+    description: Annotated[str, Field(max_length=1024)] | None = Field(default=None, description="What it is for.")
+
+
+class AccessBindingStatus(StatusModel):
+    subject_count: int | None = Field(default=None, ge=0, description="Subjects granted.")
+    namespace_count: int | None = Field(default=None, ge=0, description="Namespaces it applies in now.")
+    namespaces: Annotated[list[Name], Field(max_length=100)] = Field(
+        default_factory=list, description="The namespaces (at most 100 listed)."
+    )
+    object_count: int | None = Field(
+        default=None, ge=0, description="RoleBindings / ClusterRoleBindings it is made of (large ones are split)."
+    )
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last acted on.")
+    conditions: Conditions = Field(default_factory=list)

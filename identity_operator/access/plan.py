@@ -1,0 +1,294 @@
+"""Access bindings as pure functions: from an AccessBinding, who holds what, and the cluster's namespaces,
+to the RBAC objects that should exist, and from those and what exists, to the writes.
+
+Like rbac-manager: the desired RoleBindings / ClusterRoleBindings are computed from the binding's spec
+alone, then applied as a diff, so an unchanged binding costs no request and a change writes only
+the objects it touches.
+
+Big bindings are split into shards of at most `limit` subjects (an RBAC object must stay well under
+etcd's 1.5 MiB). A subject's shard is a hash of its name, so adding or removing one subject rewrites
+one object; the shard count is a power of two chosen from the subject count and changes only when
+the count doubles or halves past it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kubescim.api.models import (
+    Access,
+    AccessBindingSpec,
+    LabelSelector,
+    RoleRefKind,
+    SelectorOperator,
+    SubjectKind,
+    SubjectRequirement,
+    UsernameAttribute,
+)
+from kubescim.constants import (
+    GROUP,
+    LABEL_ACCESS_BINDING,
+    LABEL_ACCESS_BINDING_NAMESPACE,
+    LABEL_SHARD,
+    MANAGED_BY_OPERATOR,
+    PART_OF,
+)
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_API_VERSION = f"{RBAC_GROUP}/v1"
+ANNOTATION_BINDING_UID = f"{GROUP}/access-binding-uid"
+DEFAULT_SUBJECTS_PER_OBJECT = 1000  # ~100 KiB per object at 100 bytes a subject
+ObjectKind = Literal["RoleBinding", "ClusterRoleBinding"]
+# (kind, namespace or "" for cluster-scoped, name)
+ObjectKey = tuple[ObjectKind, str, str]
+Body = dict[str, Any]
+
+
+# --- selection --------------------------------------------------------------------------------
+
+
+def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    """metav1.LabelSelector semantics: every matchLabels pair and every expression holds. An empty
+    selector matches everything."""
+    for key, value in (selector.match_labels or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.match_expressions or []:
+        present = expression.key in labels
+        values = set(expression.values or [])
+        operator = expression.operator
+        if operator == SelectorOperator.IN and not (present and labels[expression.key] in values):
+            return False
+        if operator == SelectorOperator.NOT_IN and present and labels[expression.key] in values:
+            return False
+        if operator == SelectorOperator.EXISTS and not present:
+            return False
+        if operator == SelectorOperator.DOES_NOT_EXIST and present:
+            return False
+    return True
+
+
+def selected_teams(spec: AccessBindingSpec, team_labels: Mapping[str, Mapping[str, str]]) -> set[str]:
+    """The teams a binding names, and the existing teams its teamSelector matches."""
+    teams = set(spec.subjects.teams or [])
+    selector = spec.subjects.team_selector
+    if selector is not None:
+        teams.update(name for name, labels in team_labels.items() if selector_matches(selector, labels))
+    return teams
+
+
+def scope_namespaces(spec: AccessBindingSpec, namespaces: Mapping[str, Mapping[str, str]]) -> list[str] | None:
+    """The existing namespaces the binding applies in now, sorted; None for cluster-wide. A listed
+    namespace that does not exist yet is left out, and joins when it is created."""
+    scope = spec.scope
+    if scope.cluster:
+        return None
+    chosen = {name for name in scope.namespaces or [] if name in namespaces}
+    if scope.namespace_selector is not None:
+        chosen.update(n for n, labels in namespaces.items() if selector_matches(scope.namespace_selector, labels))
+    return sorted(chosen)
+
+
+def kubernetes_username(resource: Mapping[str, Any], access: Access) -> str | None:
+    """The username the cluster's authenticator gives this user (prefix + the chosen attribute), or
+    None when the user lacks that attribute (then it can be no subject)."""
+    attribute = access.username.attribute
+    value: Any = None
+    if attribute == UsernameAttribute.USER_NAME:
+        value = resource.get("userName")
+    elif attribute == UsernameAttribute.EXTERNAL_ID:
+        value = resource.get("externalId")
+    else:
+        emails = [e for e in resource.get("emails") or [] if isinstance(e, dict) and e.get("value")]
+        primary = [e for e in emails if e.get("primary") is True]
+        value = (primary or emails or [{}])[0].get("value")
+    if not isinstance(value, str) or not value:
+        return None
+    return access.username.prefix + value
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An active ScimUser as a Kubernetes subject."""
+
+    user: str  # the ScimUser's object name
+    username: str  # its Kubernetes username
+    provider: str
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Who is where, as the operator's engine computed it: object names of active users."""
+
+    principals: Mapping[str, Principal]
+    team_members: Mapping[str, Iterable[str]]
+    unit_members: Mapping[str, Iterable[str]]
+    role_holders: Mapping[str, Iterable[str]]
+    team_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    group_prefixes: tuple[str, ...] = ("",)
+
+
+def _members(names: Iterable[str], index: Mapping[str, Iterable[str]]) -> set[str]:
+    found: set[str] = set()
+    for name in names:
+        found.update(index.get(name, ()))
+    return found
+
+
+def subject_names(spec: AccessBindingSpec, directory: Directory) -> list[tuple[str, str]]:
+    """(kind, name) of every subject, sorted and unique. Users: the active members' usernames
+    (require Any: of any list given; All: of every list given). Groups: one per team and unit."""
+    subjects = spec.subjects
+    teams = selected_teams(spec, directory.team_labels)
+    if spec.subject_kind == SubjectKind.GROUP:
+        names = sorted(teams | set(subjects.business_units or []))
+        return sorted({("Group", prefix + name) for name in names for prefix in directory.group_prefixes})
+    sets: list[set[str]] = []
+    if subjects.teams is not None or subjects.team_selector is not None:
+        sets.append(_members(teams, directory.team_members))
+    if subjects.business_units is not None:
+        sets.append(_members(subjects.business_units, directory.unit_members))
+    if subjects.roles is not None:
+        sets.append(_members(subjects.roles, directory.role_holders))
+    if not sets:
+        return []
+    users = set.intersection(*sets) if subjects.require == SubjectRequirement.ALL else set.union(*sets)
+    usernames = {p.username for user in users if (p := directory.principals.get(user)) is not None and p.username}
+    return [("User", name) for name in sorted(usernames)]
+
+
+# --- objects ----------------------------------------------------------------------------------
+
+
+def shard_count(subjects: int, limit: int) -> int:
+    """A power of two giving each shard about half the limit: room for growth and hash unevenness."""
+    if subjects <= limit:
+        return 1
+    return 1 << math.ceil(math.log2(subjects / (limit / 2)))
+
+
+def shard_of(name: str, shards: int) -> int:
+    if shards == 1:
+        return 0
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") % shards
+
+
+def shard(subjects: list[tuple[str, str]], limit: int) -> list[list[tuple[str, str]]]:
+    """Split sorted subjects into shards of at most `limit` each, stable under single changes."""
+    shards = shard_count(len(subjects), limit)
+    while True:
+        buckets: list[list[tuple[str, str]]] = [[] for _ in range(shards)]
+        for subject in subjects:
+            buckets[shard_of(subject[1], shards)].append(subject)
+        if max(len(b) for b in buckets) <= limit:
+            return buckets
+        shards *= 2  # an unlucky hash spread: more shards (deterministic, so stable too)
+
+
+def object_name(binding_namespace: str, binding: str, index: int, cluster: bool) -> str:
+    # A ClusterRoleBinding is cluster-scoped: the AccessBinding's namespace keeps two installs apart.
+    return f"kubescim-{binding_namespace}-{binding}-{index}" if cluster else f"kubescim-{binding}-{index}"
+
+
+def owner_labels(binding_namespace: str, binding: str) -> dict[str, str]:
+    return {
+        **PART_OF,
+        **MANAGED_BY_OPERATOR,
+        LABEL_ACCESS_BINDING: binding,
+        LABEL_ACCESS_BINDING_NAMESPACE: binding_namespace,
+    }
+
+
+def desired_objects(
+    binding_namespace: str,
+    binding: str,
+    uid: str,
+    spec: AccessBindingSpec,
+    subjects: list[tuple[str, str]],
+    namespaces: list[str] | None,
+    limit: int = DEFAULT_SUBJECTS_PER_OBJECT,
+) -> dict[ObjectKey, Body]:
+    """Every RBAC object the binding is made of. An empty binding keeps one object with no subjects,
+    so its last member leaving is one update, and a member joining is one too."""
+    buckets = shard(subjects, limit)
+    cluster = namespaces is None
+    kind: ObjectKind = "ClusterRoleBinding" if cluster else "RoleBinding"
+    role_ref = {"apiGroup": RBAC_GROUP, "kind": spec.role_ref.kind.value, "name": spec.role_ref.name}
+    objects: dict[ObjectKey, Body] = {}
+    for target_namespace in [""] if namespaces is None else namespaces:
+        for index, bucket in enumerate(buckets):
+            name = object_name(binding_namespace, binding, index, cluster)
+            metadata: Body = {
+                "name": name,
+                "labels": {**owner_labels(binding_namespace, binding), LABEL_SHARD: f"{index}-of-{len(buckets)}"},
+                "annotations": {ANNOTATION_BINDING_UID: uid},
+            }
+            if not cluster:
+                metadata["namespace"] = target_namespace
+            objects[(kind, target_namespace, name)] = {
+                "apiVersion": RBAC_API_VERSION,
+                "kind": kind,
+                "metadata": metadata,
+                "roleRef": role_ref,
+                "subjects": [{"kind": k, "apiGroup": RBAC_GROUP, "name": n} for k, n in bucket],
+            }
+    return objects
+
+
+def role_allowed(kind: RoleRefKind, name: str, allowed: Iterable[str]) -> bool:
+    """Whether the administrator's allow-list ("ClusterRole/view", "Role/deployer") has this role."""
+    return f"{kind.value}/{name}" in set(allowed)
+
+
+# --- the diff -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    """One write. `create`: the object does not exist; `update`: apply ours over it; `recreate`:
+    its roleRef differs (immutable in Kubernetes), so delete then create; `delete`: not wanted."""
+
+    verb: Literal["create", "update", "recreate", "delete"]
+    key: ObjectKey
+    body: Body | None = None
+    uid: str | None = None
+
+
+def _ours_differ(desired: Body, observed: Body) -> bool:
+    meta, seen = desired["metadata"], observed.get("metadata") or {}
+    labels = seen.get("labels") or {}
+    annotations = seen.get("annotations") or {}
+    return (
+        any(labels.get(k) != v for k, v in meta["labels"].items())
+        or any(annotations.get(k) != v for k, v in meta["annotations"].items())
+        or _subjects(observed) != _subjects(desired)
+    )
+
+
+def _subjects(body: Body) -> list[tuple[str, str]]:
+    return [(str(s.get("kind")), str(s.get("name"))) for s in body.get("subjects") or []]
+
+
+def plan(desired: Mapping[ObjectKey, Body], observed: Mapping[ObjectKey, Body]) -> list[Action]:
+    """The writes that turn `observed` (the objects labelled as this binding's) into `desired`.
+    Fields others add (labels, annotations) are not compared: they are theirs to keep."""
+    actions: list[Action] = []
+    for key, body in sorted(desired.items()):
+        current = observed.get(key)
+        if current is None:
+            actions.append(Action("create", key, body))
+        elif (current.get("roleRef") or {}) != body["roleRef"]:
+            actions.append(Action("recreate", key, body, _uid(current)))
+        elif _ours_differ(body, current):
+            actions.append(Action("update", key, body, _uid(current)))
+    actions.extend(Action("delete", key, None, _uid(observed[key])) for key in sorted(observed) if key not in desired)
+    return actions
+
+
+def _uid(body: Body) -> str | None:
+    uid = (body.get("metadata") or {}).get("uid")
+    return str(uid) if uid else None
