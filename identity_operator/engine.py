@@ -20,11 +20,11 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Any, Protocol
 
-from identity_operator.access.plan import Principal, kubernetes_username
+from identity_operator.access.plan import Directory, Principal, kubernetes_username
 from identity_operator.mapping import Desired, Grant, Rule, TargetKind, applies_to, compose, evaluate_user, matches
 from identity_operator.records import (
     GroupRecord,
@@ -87,6 +87,26 @@ class AccessSink(Protocol):
     """Who reacts to membership changes with Kubernetes access (access.controller)."""
 
     def mark(self, teams: Iterable[str] = (), units: Iterable[str] = (), roles: Iterable[str] = ()) -> None: ...
+
+
+@dataclass(frozen=True)
+class KindMembers(Mapping[str, Iterable[str]]):
+    """The engine's members of one kind's targets, read in place (no copy per recomputation)."""
+
+    members: Mapping[TargetKey, Mapping[str, tuple[Provenance, ...]]]
+    kind: TargetKind
+
+    def __getitem__(self, name: str) -> Iterable[str]:
+        found = self.members.get((self.kind, name))
+        if found is None:
+            raise KeyError(name)
+        return found.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for kind, name in self.members if kind == self.kind)
+
+    def __len__(self) -> int:
+        return sum(1 for kind, _ in self.members if kind == self.kind)
 
 
 @dataclass(frozen=True)
@@ -428,6 +448,19 @@ class Engine:
                 units=desired.business_units if desired else (),
                 roles={v.role for v in (old, verdict) if v is not None},
             )
+
+    def directory(self) -> Directory:
+        """Who is where, for the access controller: active users, members, role holders."""
+        assert self.indexes is not None
+        prefixes = sorted({p.access.group_prefix for p in self.indexes.providers.values()}) or [""]
+        return Directory(
+            principals=self.principals,
+            team_members=KindMembers(self.members, "Team"),
+            unit_members=KindMembers(self.members, "BusinessUnit"),
+            role_holders=self.role_holders,
+            team_labels={t.name: t.labels for t in self.indexes.targets.values() if t.kind == "Team"},
+            group_prefixes=tuple(prefixes),
+        )
 
     def compute(self, user: UserRecord) -> tuple[Desired, list[Grant]]:
         self.stats.evaluations += 1

@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 
+from identity_operator.access.controller import AccessController
 from identity_operator.engine import Engine
 from identity_operator.mapping import TargetKind
 from identity_operator.metrics import OperatorMetrics
@@ -19,8 +20,10 @@ from identity_operator.okta.scheduler import Scheduler
 from identity_operator.records import GroupRecord
 from identity_operator.settings import OperatorSettings
 from identity_operator.store import Store
-from kubescim.constants import GROUP, VERSION
-from kubescim.kube import Kube, KubeConfig
+from identity_operator.writer import KubeWriter
+from kubescim.constants import CLUSTER_ROLE_BINDINGS, GROUP, LABEL_ACCESS_BINDING_NAMESPACE, ROLE_BINDINGS, VERSION
+from kubescim.informer import Informer
+from kubescim.kube import NAMESPACES, Kube, KubeConfig
 
 log = logging.getLogger("kubescim.operator")
 
@@ -51,6 +54,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     kube = Kube(KubeConfig.load(config.kubeconfig))
     memo.engine = Engine(kube, config)
     memo.store = Store()
+    store: Store = memo.store
+    memo.access = AccessController(
+        KubeWriter(kube, config.namespace),
+        config.namespace,
+        frozenset(config.access_allowed_roles),
+        bindings=lambda: store.access_bindings,
+        directory=memo.engine.directory,
+        subjects_per_object=config.access_subjects_per_object,
+    )
+    memo.informers = []
+    if config.access_enabled:
+        memo.engine.access = memo.access
     memo.metrics = OperatorMetrics()
     memo.metrics.watch_engine(memo.engine)
     memo.metrics_server = memo.metrics.serve(config.metrics_port)
@@ -70,6 +85,10 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     engine: Engine = memo.engine
     scheduler: Scheduler = memo.scheduler
     await scheduler.stop()
+    access: AccessController = memo.access
+    await access.stop()
+    for informer in memo.informers:
+        await informer.stop()
     await engine.stop()
     await engine.kube.close()
     server = getattr(memo, "metrics_server", None)
@@ -95,12 +114,47 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 # --- events: update the store, mark what changed ------------------------------------------------
 
 
+def _begin(memo: kopf.Memo) -> None:
+    """The store holds a complete view: start the engine, and access once the engine has settled."""
+    engine: Engine = memo.engine
+    store: Store = memo.store
+    engine.start(store.view())
+    config: OperatorSettings = memo.config
+    if not config.access_enabled:
+        return
+    access: AccessController = memo.access
+    access.start()
+    ours = f"{LABEL_ACCESS_BINDING_NAMESPACE}={config.namespace}"
+    memo.informers = [
+        Informer(engine.kube, NAMESPACES, None, on_replace=access.namespaces_listed, on_event=access.namespace_event),
+        *(
+            Informer(
+                engine.kube,
+                resource,
+                None,
+                label_selector=ours,
+                on_replace=lambda items, _v, k=kind: access.rbac_listed(k, items),  # type: ignore[misc]
+                on_event=lambda event_type, body, k=kind: access.rbac_event(k, event_type, body),  # type: ignore[misc]
+            )
+            for kind, resource in (("RoleBinding", ROLE_BINDINGS), ("ClusterRoleBinding", CLUSTER_ROLE_BINDINGS))
+        ),
+    ]
+    for informer in memo.informers:
+        informer.start()
+
+    async def settled() -> None:
+        await engine.settled.wait()
+        access.source_ready("engine")
+
+    memo.settling = asyncio.create_task(settled())
+
+
 async def _ready(memo: kopf.Memo) -> tuple[Engine, Store]:
     """The engine, once the store holds a complete view (seeded by the first event to arrive)."""
     engine: Engine = memo.engine
     store: Store = memo.store
     if not store.seeded.is_set():
-        await store.seed(engine.kube, engine.settings.namespace, lambda: engine.start(store.view()))
+        await store.seed(engine.kube, engine.settings.namespace, lambda: _begin(memo))
     return engine, store
 
 
@@ -116,9 +170,7 @@ def _seed_in_background(memo: kopf.Memo) -> None:
     if getattr(memo, "seeding", None) is None:
         engine: Engine = memo.engine
         store: Store = memo.store
-        memo.seeding = asyncio.create_task(
-            store.seed(engine.kube, engine.settings.namespace, lambda: engine.start(store.view()))
-        )
+        memo.seeding = asyncio.create_task(store.seed(engine.kube, engine.settings.namespace, lambda: _begin(memo)))
 
 
 @kopf.on.event(GROUP, VERSION, "scimusers")
@@ -207,7 +259,35 @@ async def on_unit(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) ->
     await _on_target("BusinessUnit", event, name, memo)
 
 
-# --- Okta reconciliation ------------------------------------------------------------------------
+# --- roles and access ---------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, "rolemappings")
+async def on_role_rule(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
+    engine, store = await _ready(memo)
+    previous = store.role_rules.get(name)
+    record = store.put_role_rule(_object(event), _deleted(event))
+    if record is None and not _deleted(event):
+        return
+    if record is not None and previous is not None and previous.generation == record.generation:
+        return  # a status write
+    engine.role_rules_changed(name)
+
+
+@kopf.on.event(GROUP, VERSION, "accessbindings")
+async def on_access_binding(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
+    store = (await _ready(memo))[1]
+    previous = store.access_bindings.get(name)
+    record = store.put_access_binding(_object(event), _deleted(event))
+    if record is None and not _deleted(event):
+        return
+    if record is not None and previous is not None and previous.generation == record.generation:
+        return  # a status write
+    access: AccessController = memo.access
+    access.binding_changed(name)
+
+
+# --- Okta reconciliation (and the provider's access settings) -----------------------------------
 
 
 @kopf.on.event(GROUP, VERSION, "identityproviders")
@@ -217,3 +297,12 @@ async def on_provider(event: kopf.RawEvent, body: kopf.Body, name: str, memo: ko
         await scheduler.remove(name)
     else:
         scheduler.upsert(dict(body))
+    engine, store = await _ready(memo)
+    previous = store.providers.get(name)
+    record = store.put_provider(_object(event), _deleted(event))
+    if record is None and not _deleted(event):
+        return
+    if (previous.access if previous else None) != (record.access if record else None):
+        engine.provider_changed(name)
+        access: AccessController = memo.access
+        access.mark_all()

@@ -28,3 +28,16 @@ class OperatorSettings(KubescimSettings):
         default=30.0, gt=0, description="First retry delay after a failed run (doubling, capped at the interval)."
     )
     okta_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one Okta API request.")
+    access_enabled: bool = Field(
+        default=True,
+        description="Materialise AccessBindings as RoleBindings / ClusterRoleBindings (needs the chart's "
+        "cluster-wide RBAC: list/watch namespaces and role bindings, bind on the allowed roles).",
+    )
+    access_allowed_roles: list[str] = Field(
+        default_factory=list,
+        description='Roles AccessBindings may grant, as "ClusterRole/<name>" or "Role/<name>" (JSON list). '
+        "Empty: none. The chart renders the same list into the operator's `bind` permission.",
+    )
+    access_subjects_per_object: int = Field(
+        default=1000, ge=1, le=5000, description="Subjects per RoleBinding before a binding is split."
+    )

@@ -2,7 +2,7 @@
 production, an in-memory one in the engine's unit tests (so they check what would be written
 without an API server). The engine owns these fields only: team / business-unit labels and the
 status of ScimUsers, ScimGroups, Teams, BusinessUnits and mappings, operator-created targets,
-and Events."""
+the RoleBindings / ClusterRoleBindings of AccessBindings (access.controller), and Events."""
 
 from __future__ import annotations
 
@@ -26,11 +26,20 @@ class Writer(Protocol):
         """Create; ApiError 409 when it exists."""
         ...
 
-    async def delete(self, resource: Resource, name: str, uid: str) -> None:
-        """Delete exactly this object (uid precondition); ApiError 404 / 409 when it is not there."""
+    async def delete(self, resource: Resource, name: str, uid: str, namespace: str | None = None) -> None:
+        """Delete exactly this object (uid precondition); ApiError 404 / 409 when it is not there.
+        `namespace`: another namespace than the operator's (RBAC objects)."""
+        ...
+
+    async def apply(self, resource: Resource, body: JSON, namespace: str | None = None) -> JSON:
+        """Server-side apply as the operator's field manager (creates, or updates the fields it owns);
+        returns the object as stored."""
         ...
 
     async def event(self, regarding: JSON, type_: str, reason: str, note: str) -> None: ...
+
+
+FIELD_MANAGER = "kubescim-operator"
 
 
 @dataclass
@@ -49,8 +58,20 @@ class KubeWriter:
     async def create(self, resource: Resource, body: JSON) -> None:
         await self.kube.create(resource, body, self.namespace)
 
-    async def delete(self, resource: Resource, name: str, uid: str) -> None:
-        await self.kube.delete(resource, name, self.namespace, preconditions={"uid": uid})
+    async def delete(self, resource: Resource, name: str, uid: str, namespace: str | None = None) -> None:
+        await self.kube.delete(resource, name, namespace or self.namespace, preconditions={"uid": uid})
+
+    async def apply(self, resource: Resource, body: JSON, namespace: str | None = None) -> JSON:
+        name = str(body["metadata"]["name"])
+        return await self.kube.patch(
+            resource,
+            name,
+            body,
+            namespace or self.namespace,
+            patch_type="apply",
+            field_manager=FIELD_MANAGER,
+            force=True,
+        )
 
     async def event(self, regarding: JSON, type_: str, reason: str, note: str) -> None:
         await post_event(self.kube, self.namespace, regarding, type_, reason, note)
@@ -80,8 +101,13 @@ class MemoryWriter:
     async def create(self, resource: Resource, body: JSON) -> None:
         self._next("create", resource, str(body["metadata"]["name"]), body)
 
-    async def delete(self, resource: Resource, name: str, uid: str) -> None:
+    async def delete(self, resource: Resource, name: str, uid: str, namespace: str | None = None) -> None:
         self._next("delete", resource, name, uid)
+
+    async def apply(self, resource: Resource, body: JSON, namespace: str | None = None) -> JSON:
+        version = self._next("apply", resource, str(body["metadata"]["name"]), body)
+        metadata = {**body["metadata"], "uid": f"uid-{version}", "resourceVersion": str(version)}
+        return {**body, "metadata": metadata}
 
     async def event(self, regarding: JSON, type_: str, reason: str, note: str) -> None:
         self.calls.append(("event", str(regarding.get("kind")), str(regarding.get("name")), (type_, reason, note)))

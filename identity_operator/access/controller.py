@@ -1,0 +1,355 @@
+"""The access controller: keeps every AccessBinding's RoleBindings / ClusterRoleBindings equal to its plan.
+
+Inputs: AccessBindings (the operator's store), who is in which team / unit / role (the engine, as a
+`plan.Directory`), the cluster's namespaces and the RBAC objects labelled as ours (two informers).
+A change marks the bindings it can affect; one worker recomputes them a few milliseconds later
+(batching a burst) and writes only the objects whose subjects differ (plan.plan).
+
+Nothing is computed before the engine's first full recomputation and the informers' first lists:
+a binding computed from half the memberships would revoke access that is still granted.
+
+Escalation guard, first line: a binding whose role is not in the administrator's allow-list is
+refused (condition RoleNotAllowed, a Warning Event) and its objects removed. Second line, enforced by
+Kubernetes: the operator's own RBAC has `bind` only on those role names, so a request to bind any
+other role is refused by the API server's authorizer (condition Forbidden) even if this check failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from identity_operator.access.plan import (
+    Body,
+    Directory,
+    ObjectKey,
+    ObjectKind,
+    desired_objects,
+    plan,
+    role_allowed,
+    scope_namespaces,
+    selected_teams,
+    selector_matches,
+    subject_names,
+)
+from identity_operator.records import AccessBindingRecord
+from identity_operator.writer import Writer
+from kubescim.api.models import AccessBindingStatus
+from kubescim.conditions import condition, status_equal
+from kubescim.constants import (
+    ACCESS_BINDINGS,
+    API_VERSION,
+    CLUSTER_ROLE_BINDINGS,
+    LABEL_ACCESS_BINDING,
+    LABEL_ACCESS_BINDING_NAMESPACE,
+    ROLE_BINDINGS,
+)
+from kubescim.informer import resource_version_int
+from kubescim.kube import ApiError, ApiUnavailable
+from kubescim.resource import Resource
+
+log = logging.getLogger("kubescim.operator.access")
+RESOURCES: dict[ObjectKind, Resource] = {"RoleBinding": ROLE_BINDINGS, "ClusterRoleBinding": CLUSTER_ROLE_BINDINGS}
+BATCH_SECONDS = 0.02  # a burst of changes (a group push) becomes one recomputation per binding
+
+
+def object_key(body: Body) -> ObjectKey | None:
+    kind = body.get("kind")
+    meta = body.get("metadata") or {}
+    if kind not in RESOURCES:
+        return None
+    return (kind, str(meta.get("namespace") or ""), str(meta.get("name")))
+
+
+@dataclass
+class AccessController:
+    writer: Writer
+    namespace: str  # the operator's: where AccessBindings live
+    allowed_roles: frozenset[str]
+    bindings: Callable[[], dict[str, AccessBindingRecord]]
+    directory: Callable[[], Directory]
+    subjects_per_object: int = 1000
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    observed: dict[ObjectKey, Body] = field(default_factory=dict)
+    # Objects of each binding (by the owner label): the plan compares only a binding's own objects.
+    by_binding: dict[str, set[ObjectKey]] = field(default_factory=lambda: defaultdict(set))
+    dirty: set[str] = field(default_factory=set)
+    writes: int = 0
+    ready_sources: set[str] = field(default_factory=set)  # "engine", "namespaces", "rolebindings", ...
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _writes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    # What each binding's subjects were last computed as: to mark only bindings a change affects.
+    _references: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = field(default_factory=dict)
+    REQUIRED = frozenset({"engine", "namespaces", "rolebindings", "clusterrolebindings"})
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._worker(), name="kubescim-access")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def source_ready(self, source: str) -> None:
+        """One input has its complete first view; once all have, every binding is reconciled."""
+        self.ready_sources.add(source)
+        if self.ready:
+            self.mark_all()
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_sources >= self.REQUIRED
+
+    # --- marking ------------------------------------------------------------------------------------
+
+    def mark_all(self) -> None:
+        self.dirty.update(self.bindings())
+        self.dirty.update(self.by_binding)  # objects of bindings that are gone: to remove them
+        self._wakeup.set()
+
+    def binding_changed(self, name: str) -> None:
+        self.dirty.add(name)
+        self._wakeup.set()
+
+    def mark(self, teams: Iterable[str] = (), units: Iterable[str] = (), roles: Iterable[str] = ()) -> None:
+        """Members of these teams, units or roles changed: recompute the bindings that name them."""
+        teams, units, roles = set(teams), set(units), set(roles)
+        if not (teams or units or roles):
+            return
+        for name, record in self.bindings().items():
+            references = self._references.get(name)
+            if record.spec is None:
+                continue
+            if references is None:
+                self.dirty.add(name)
+                continue
+            bound_teams, bound_units, bound_roles = references
+            if teams & bound_teams or units & bound_units or roles & bound_roles:
+                self.dirty.add(name)
+            elif record.spec.subjects.team_selector is not None and teams:
+                self.dirty.add(name)  # a team the selector may match now (its labels are in the store)
+        if self.dirty:
+            self._wakeup.set()
+
+    def namespace_event(self, event_type: str, body: Body) -> None:
+        meta = body.get("metadata") or {}
+        name = str(meta.get("name"))
+        before = self.namespaces.get(name)
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            self.namespaces.pop(name, None)
+        else:
+            self.namespaces[name] = dict(meta.get("labels") or {})
+        if before != self.namespaces.get(name):
+            for binding, record in self.bindings().items():
+                scope = record.spec.scope if record.spec is not None else None
+                if scope is not None and (name in (scope.namespaces or []) or scope.namespace_selector is not None):
+                    self.dirty.add(binding)
+            self._wakeup.set()
+
+    def namespaces_listed(self, items: list[Body], _version: str) -> None:
+        self.namespaces = {
+            str(item["metadata"]["name"]): dict(item["metadata"].get("labels") or {})
+            for item in items
+            if not item["metadata"].get("deletionTimestamp")
+        }
+        self.source_ready("namespaces")
+
+    def rbac_listed(self, kind: ObjectKind, items: list[Body]) -> None:
+        for key in [k for k in self.observed if k[0] == kind]:
+            self._forget(key)
+        for item in items:
+            item.setdefault("kind", kind)
+            self._remember(item)
+        self.source_ready(f"{kind.lower()}s")
+
+    def rbac_event(self, kind: ObjectKind, event_type: str, body: Body) -> None:
+        """Our objects as the API server has them. Someone else's edit (or deletion) of one marks its
+        binding, whose next plan restores it."""
+        body.setdefault("kind", kind)
+        key = object_key(body)
+        if key is None:
+            return
+        current = self.observed.get(key)
+        stale = current is not None and resource_version_int(current) >= resource_version_int(body) > 0
+        if stale and event_type != "DELETED":
+            return  # older than what our own write returned
+        if event_type == "DELETED":
+            if current is not None and (current.get("metadata") or {}).get("uid") != (body.get("metadata") or {}).get(
+                "uid"
+            ):
+                return  # a previous incarnation
+            self._forget(key)
+        else:
+            self._remember(body)
+        owner = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_ACCESS_BINDING)
+        if owner:
+            self.dirty.add(owner)
+            self._wakeup.set()
+
+    def _remember(self, body: Body) -> None:
+        key = object_key(body)
+        if key is None:
+            return
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        if labels.get(LABEL_ACCESS_BINDING_NAMESPACE) != self.namespace:
+            return
+        self.observed[key] = body
+        owner = labels.get(LABEL_ACCESS_BINDING)
+        if owner:
+            self.by_binding[owner].add(key)
+
+    def _forget(self, key: ObjectKey) -> None:
+        body = self.observed.pop(key, None)
+        if body is None:
+            return
+        owner = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_ACCESS_BINDING)
+        if owner and owner in self.by_binding:
+            self.by_binding[owner].discard(key)
+            if not self.by_binding[owner]:
+                del self.by_binding[owner]
+
+    # --- the worker ---------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            await asyncio.sleep(BATCH_SECONDS)
+            self._wakeup.clear()
+            if not self.ready:
+                continue  # source_ready marks everything once the view is complete
+            names, self.dirty = self.dirty, set()
+            results = await asyncio.gather(*(self.reconcile(n) for n in sorted(names)), return_exceptions=True)
+            failed = [n for n, r in zip(sorted(names), results, strict=True) if isinstance(r, BaseException)]
+            for name, result in zip(sorted(names), results, strict=True):
+                if isinstance(result, BaseException) and not isinstance(result, ApiUnavailable):
+                    log.error("access binding failed", extra={"binding": name, "error": str(result)[:300]})
+            if failed:
+                await asyncio.sleep(1)
+                self.dirty.update(failed)
+                self._wakeup.set()
+
+    async def reconcile(self, name: str) -> None:
+        """Make the binding's objects match its plan, then write its status."""
+        record = self.bindings().get(name)
+        observed = {key: self.observed[key] for key in self.by_binding.get(name, set()) if key in self.observed}
+        if record is None:
+            await self._apply(plan({}, observed))  # the AccessBinding is gone: so are its grants
+            self._references.pop(name, None)
+            return
+        spec = record.spec
+        if spec is None:
+            await self._apply(plan({}, observed))
+            await self._status(record, False, "InvalidSpec", record.problem or "invalid spec", 0, [], 0)
+            return
+        if not role_allowed(spec.role_ref.kind, spec.role_ref.name, self.allowed_roles):
+            removed = await self._apply(plan({}, observed))
+            message = (
+                f"{spec.role_ref.kind.value} {spec.role_ref.name!r} is not in the operator's allowed roles "
+                f"(chart value access.allowedRoles: {', '.join(sorted(self.allowed_roles)) or 'none'}); "
+                f"nothing is granted" + (f" and {removed} existing object(s) were removed" if removed else "")
+            )
+            await self._status(record, False, "RoleNotAllowed", message, 0, [], 0, warn=True)
+            return
+        directory = self.directory()
+        subjects = subject_names(spec, directory)
+        namespaces = scope_namespaces(spec, self.namespaces)
+        desired = desired_objects(
+            self.namespace, name, record.uid, spec, subjects, namespaces, self.subjects_per_object
+        )
+        self._references[name] = (
+            frozenset(selected_teams(spec, directory.team_labels)),
+            frozenset(spec.subjects.business_units or []),
+            frozenset(spec.subjects.roles or []),
+        )
+        try:
+            await self._apply(plan(desired, observed))
+        except ApiError as error:
+            if error.status != 403:
+                raise
+            message = (
+                f"the API server refused to bind {spec.role_ref.kind.value} {spec.role_ref.name!r}: "
+                f"{str(error.body.get('message', ''))[:600]}"
+            )
+            await self._status(record, False, "Forbidden", message, len(subjects), namespaces, 0, warn=True)
+            return
+        where = "cluster-wide" if namespaces is None else f"in {len(namespaces)} namespace(s)"
+        message = f"{len(subjects)} subject(s) bound to {spec.role_ref.kind.value} {spec.role_ref.name} {where}"
+        await self._status(record, True, "Applied", message, len(subjects), namespaces, len(desired))
+
+    async def _apply(self, actions: list[Any]) -> int:
+        """Run a plan's actions concurrently; returns how many objects were written or removed."""
+
+        async def run(action: Any) -> None:
+            kind, namespace, name = action.key
+            resource = RESOURCES[kind]
+            async with self._writes:
+                if action.verb in ("delete", "recreate") and action.uid:
+                    try:
+                        await self.writer.delete(resource, name, action.uid, namespace or None)
+                    except ApiError as error:
+                        if not (error.not_found or error.conflict):
+                            raise
+                    self._forget(action.key)
+                if action.verb != "delete":
+                    stored = await self.writer.apply(resource, action.body, namespace or None)
+                    stored.setdefault("kind", kind)
+                    self._remember(stored)
+                self.writes += 1
+
+        results = await asyncio.gather(*(run(a) for a in actions), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        return len(actions)
+
+    async def _status(
+        self,
+        record: AccessBindingRecord,
+        ready: bool,
+        reason: str,
+        message: str,
+        subjects: int,
+        namespaces: list[str] | None,
+        objects: int,
+        *,
+        warn: bool = False,
+    ) -> None:
+        previous = record.status.get("conditions") or []
+        status = AccessBindingStatus(
+            subject_count=subjects,
+            namespace_count=len(namespaces) if namespaces is not None else None,
+            namespaces=(namespaces or [])[:100],
+            object_count=objects,
+            observed_generation=record.generation,
+        ).dump()
+        status["conditions"] = [condition("Ready", ready, reason, message, previous, record.generation)]
+        if status_equal(record.status, status):
+            return
+        await self.writer.patch_status(ACCESS_BINDINGS, record.name, status)
+        old_reason = next((c.get("reason") for c in previous if c.get("type") == "Ready"), None)
+        if warn and old_reason != reason:
+            regarding = {
+                "apiVersion": API_VERSION,
+                "kind": "AccessBinding",
+                "name": record.name,
+                "namespace": self.namespace,
+                "uid": record.uid,
+            }
+            await self.writer.event(regarding, "Warning", reason, message[:1000])
+
+
+def team_label_map(targets: Iterable[Any]) -> dict[str, dict[str, str]]:
+    return {t.name: dict(t.labels) for t in targets if t.kind == "Team"}
+
+
+__all__ = ["AccessController", "selector_matches", "team_label_map"]
