@@ -171,6 +171,16 @@ def _seed_in_background(memo: kopf.Memo) -> None:
         engine: Engine = memo.engine
         store: Store = memo.store
         memo.seeding = asyncio.create_task(store.seed(engine.kube, engine.settings.namespace, lambda: _begin(memo)))
+        memo.seeding.add_done_callback(_report_seed_failure(memo))
+
+
+def _report_seed_failure(memo: kopf.Memo) -> Any:
+    def report(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("seeding the store failed; retrying on the next event", exc_info=task.exception())
+            memo.seeding = None  # the next event starts another attempt
+
+    return report
 
 
 @kopf.on.event(GROUP, VERSION, "scimusers")

@@ -20,7 +20,9 @@ def main() -> None:
         kopf.operator(
             namespaces=[settings.namespace],
             standalone=settings.standalone,
-            peering_name=settings.peering,
+            # A peering name makes peering mandatory in Kopf: given with standalone, Kopf would wait
+            # forever for a peering resource it is told not to use.
+            peering_name=None if settings.standalone else settings.peering,
             priority=settings.priority,
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         )

@@ -70,3 +70,25 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/* The access allow-list as the operator reads it: a JSON list of "<kind>/<name>". */}}
+{{- define "kubescim.allowedRoles" -}}
+{{- $roles := list -}}
+{{- range .Values.access.allowedRoles -}}
+{{- if not (has .kind (list "ClusterRole" "Role")) -}}
+{{- fail (printf "access.allowedRoles: kind must be ClusterRole or Role, not %q" .kind) -}}
+{{- end -}}
+{{- $roles = append $roles (printf "%s/%s" .kind .name) -}}
+{{- end -}}
+{{- toJson $roles -}}
+{{- end -}}
+
+{{/* Names of the allowed roles of one kind, as a YAML flow list. */}}
+{{- define "kubescim.allowedRoleNames" -}}
+{{- $kind := index . 1 -}}
+{{- $names := list -}}
+{{- range (index . 0).Values.access.allowedRoles -}}
+{{- if eq .kind $kind -}}{{- $names = append $names .name -}}{{- end -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
