@@ -1,0 +1,106 @@
+"""The access controller against an in-memory writer: what it writes, refuses and removes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from identity_operator.access.controller import AccessController
+from identity_operator.access.plan import Directory, Principal
+from identity_operator.records import AccessBindingRecord
+from identity_operator.writer import MemoryWriter
+from kubescim.api.models import AccessBindingSpec
+from kubescim.kube import ApiError, Resource
+
+pytestmark = pytest.mark.asyncio
+
+
+class RefusingWriter(MemoryWriter):
+    """The API server's answer to binding a role the operator may not bind."""
+
+    async def apply(self, resource: Resource, body: Any, namespace: str | None = None) -> Any:
+        raise ApiError(403, {"reason": "Forbidden", "message": "is attempting to grant RBAC permissions not held"})
+
+
+def record(name: str, role: str = "edit", **spec: Any) -> AccessBindingRecord:
+    body = {"subjects": {"teams": ["eng"]}, "roleRef": {"name": role}, "scope": {"namespaces": ["apps"]}, **spec}
+    return AccessBindingRecord(name, f"uid-{name}", 1, AccessBindingSpec.model_validate(body), {})
+
+
+def controller(writer: MemoryWriter, bindings: dict[str, AccessBindingRecord]) -> AccessController:
+    directory = Directory(
+        principals={"u1": Principal("u1", "okta:ada", "okta")},
+        team_members={"eng": ["u1"]},
+        unit_members={},
+        role_holders={},
+    )
+    access = AccessController(
+        writer,
+        "kubescim",
+        frozenset({"ClusterRole/edit", "ClusterRole/cluster-admin"}),
+        bindings=lambda: bindings,
+        directory=lambda: directory,
+    )
+    access.namespaces_listed([{"metadata": {"name": "apps"}}], "1")
+    return access
+
+
+def statuses(writer: MemoryWriter) -> list[dict[str, Any]]:
+    return [payload for plural, _, payload in writer.of("status") if plural == "accessbindings"]
+
+
+async def test_an_allowed_binding_is_applied_once_and_reports_ready() -> None:
+    writer = MemoryWriter()
+    access = controller(writer, {"eng-edit": record("eng-edit")})
+    await access.reconcile("eng-edit")
+    applied = writer.of("apply")
+    assert [(plural, name) for plural, name, _ in applied] == [("rolebindings", "kubescim-eng-edit-0")]
+    assert applied[0][2]["subjects"] == [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "okta:ada"}]
+    ready = statuses(writer)[-1]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("True", "Applied")
+    await access.reconcile("eng-edit")  # nothing changed: nothing written
+    assert len(writer.of("apply")) == 1
+
+
+async def test_a_role_outside_the_allow_list_is_refused_and_its_objects_removed() -> None:
+    writer = MemoryWriter()
+    bindings = {"b": record("b")}
+    access = controller(writer, bindings)
+    await access.reconcile("b")
+    bindings["b"] = record("b", role="admin")
+    await access.reconcile("b")
+    assert [(name, uid) for _, name, uid in writer.of("delete")] == [("kubescim-b-0", "uid-1001")]
+    ready = statuses(writer)[-1]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "RoleNotAllowed")
+    events = [payload for verb, _, _, payload in writer.calls if verb == "event"]
+    assert events[-1][:2] == ("Warning", "RoleNotAllowed")
+
+
+async def test_a_binding_the_api_server_refuses_says_forbidden() -> None:
+    writer = RefusingWriter()
+    access = controller(writer, {"b": record("b", role="cluster-admin", scope={"cluster": True})})
+    await access.reconcile("b")
+    ready = statuses(writer)[-1]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "Forbidden")
+    assert "refused to bind ClusterRole 'cluster-admin'" in ready["message"]
+
+
+async def test_a_deleted_binding_takes_its_objects_with_it() -> None:
+    writer = MemoryWriter()
+    bindings = {"b": record("b")}
+    access = controller(writer, bindings)
+    await access.reconcile("b")
+    del bindings["b"]
+    await access.reconcile("b")
+    assert [name for _, name, _ in writer.of("delete")] == ["kubescim-b-0"]
+    assert access.by_binding == {}
+
+
+async def test_nothing_is_computed_before_every_input_is_complete() -> None:
+    access = controller(MemoryWriter(), {"b": record("b")})
+    assert not access.ready  # the namespaces are listed; the engine and RBAC informers are not
+    for source in ("engine", "rolebindings", "clusterrolebindings"):
+        access.source_ready(source)
+    assert access.ready
+    assert access.dirty == {"b"}
