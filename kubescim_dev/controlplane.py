@@ -9,8 +9,6 @@ asked to keep it, e.g. for a failed test's logs).
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import secrets
 import shutil
@@ -25,10 +23,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kubescim_dev.pki import new_authority, serving_certificate, write_private
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,79 +62,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_pem(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    path.chmod(0o600)
-
-
 def _make_pki(directory: Path) -> None:
     """A CA, a serving certificate for 127.0.0.1/localhost, and a service-account key pair."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubescim-local-ca")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    authority = new_authority("kubescim-local-ca")
+    certificate, key = serving_certificate(
+        authority, "kube-apiserver", ("localhost", "kubernetes", "kubernetes.default.svc")
     )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = serialization.Encoding.PEM
-    _write_pem(directory / "ca.crt", ca_cert.public_bytes(pem))
-    _write_pem(directory / "server.crt", server_cert.public_bytes(pem))
-    _write_pem(
-        directory / "server.key",
-        server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
-    _write_pem(
+    write_private(directory / "ca.crt", authority.pem)
+    write_private(directory / "server.crt", certificate)
+    write_private(directory / "server.key", key)
+    write_private(
         directory / "sa.key",
         sa_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
-    _write_pem(
-        directory / "sa.pub",
-        sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
+    write_private(
+        directory / "sa.pub", sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
 
@@ -149,6 +91,8 @@ class ControlPlane:
     etcd_port: int = 0
     apiserver_port: int = 0
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # A structured AuthenticationConfiguration (JWT issuers, e.g. the simulator's OIDC issuer).
+    authentication_config: Path | None = None
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _owns_workdir: bool = False
 
@@ -220,6 +164,7 @@ class ControlPlane:
                 f"--tls-cert-file={pki / 'server.crt'}",
                 f"--tls-private-key-file={pki / 'server.key'}",
                 f"--token-auth-file={pki / 'tokens.csv'}",
+                *([f"--authentication-config={self.authentication_config}"] if self.authentication_config else []),
                 "--authorization-mode=RBAC",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",

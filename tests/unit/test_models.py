@@ -19,6 +19,8 @@ SPECS: dict[str, type[BaseModel]] = {
     "BusinessUnitMapping": models.MappingSpec,
     "Team": models.TeamSpec,
     "BusinessUnit": models.BusinessUnitSpec,
+    "RoleMapping": models.RoleMappingSpec,
+    "AccessBinding": models.AccessBindingSpec,
 }
 
 
