@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubescim.constants import BUSINESS_UNIT_MAPPINGS, SCIM_USERS, TEAM_MAPPINGS
+from kubescim.constants import (
+    ACCESS_BINDINGS,
+    BUSINESS_UNIT_MAPPINGS,
+    CLUSTER_ROLE_BINDINGS,
+    LABEL_ACCESS_BINDING,
+    LABEL_ACCESS_BINDING_NAMESPACE,
+    ROLE_BINDINGS,
+    SCIM_USERS,
+    TEAM_MAPPINGS,
+)
 from kubescim.kube import JSON, ApiError, Kube
 from kubescim.scim.resources import fold as _fold
 
@@ -53,8 +62,66 @@ async def explain_user(kube: Kube, namespace: str, user_name: str) -> str:
             lines.append("  (inactive users are in no team or business unit unless a rule selects users: All)")
         lines += _memberships("teams", status.get("teams") or [])
         lines += _memberships("business units", status.get("businessUnits") or [])
+        lines += _role(status.get("role"))
+        lines += await _access(kube, namespace, status)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _role(role: dict[str, Any] | None) -> list[str]:
+    if not role:
+        return ["role: (none: no RoleMapping assigns this user a declared role)"]
+    lines = [f"role: {role.get('name')} (rank {role.get('rank')}, {role.get('resolution')})"]
+    lines.extend(f"    - {_source(s)}" for s in role.get("sources") or [])
+    others = [c for c in role.get("candidates") or [] if c != role.get("name")]
+    if others:
+        lines.append(f"    (also matched: {', '.join(others)})")
+    return lines
+
+
+async def _access(kube: Kube, namespace: str, status: dict[str, Any]) -> list[str]:
+    """What the user may do: the RBAC objects that name them, and the AccessBinding behind each."""
+    username = status.get("kubernetesUsername")
+    if not username:
+        return ["access: (no Kubernetes username: the user lacks the attribute the provider's access.username uses)"]
+    selector = f"{LABEL_ACCESS_BINDING_NAMESPACE}={namespace}"
+    found: dict[str, list[str]] = {}
+    for resource in (ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS):
+        try:
+            objects, _ = await kube.list(resource, None, label_selector=selector)
+        except ApiError as error:
+            if error.status == 403:
+                return [f"access ({username}): cannot list role bindings with these credentials"]
+            raise
+        for item in objects:
+            if any(s.get("kind") == "User" and s.get("name") == username for s in item.get("subjects") or []):
+                binding = str(item["metadata"]["labels"].get(LABEL_ACCESS_BINDING))
+                where = item["metadata"].get("namespace") or "cluster-wide"
+                found.setdefault(binding, []).append(where)
+    lines = [f"access (as Kubernetes user {username}):"]
+    if not found:
+        lines.append("  (none)" + ("" if status.get("teams") or status.get("role") else ": in no team and no role"))
+    teams = {t.get("name") for t in status.get("teams") or []}
+    units = {u.get("name") for u in status.get("businessUnits") or []}
+    role = (status.get("role") or {}).get("name")
+    for name in sorted(found):
+        try:
+            spec = (await kube.get(ACCESS_BINDINGS, name, namespace)).get("spec") or {}
+        except ApiError:
+            spec = {}
+        ref = spec.get("roleRef") or {}
+        subjects = spec.get("subjects") or {}
+        reasons = [f"team {t}" for t in sorted(teams & set(subjects.get("teams") or []))]
+        reasons += [f"business unit {u}" for u in sorted(units & set(subjects.get("businessUnits") or []))]
+        reasons += [f"role {role}"] if role and role in (subjects.get("roles") or []) else []
+        if subjects.get("teamSelector") and not reasons:
+            reasons.append("a team its teamSelector matches")
+        places = sorted(set(found[name]))
+        lines.append(
+            f"  {ref.get('kind', 'ClusterRole')} {ref.get('name')} in {', '.join(places)}"
+            f"  (AccessBinding {name}, through {' and '.join(reasons) or 'its subjects'})"
+        )
+    return lines
 
 
 async def _get_rule(kube: Kube, namespace: str, name: str) -> tuple[str, JSON]:

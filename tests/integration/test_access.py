@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from kubescim.constants import ACCESS_BINDINGS, CLUSTER_ROLE_BINDINGS, LABEL_ACCESS_BINDING, ROLE_BINDINGS, SCIM_USERS
+from kubescim.explain import explain_user
 from kubescim.kube import EVENTS, NAMESPACES, ApiError, Kube, KubeConfig, Resource
 from kubescim_dev.credentials import service_account_kubeconfig
 from kubescim_dev.processes import start_gateway, start_operator
@@ -397,3 +398,19 @@ async def _condition(env: AccessEnv, name: str, reason: str, namespaces: int | N
     if namespaces is not None and status.get("namespaceCount") != namespaces:
         return None
     return status
+
+
+async def test_explain_user_lists_what_the_user_may_do_and_why(access_env: AccessEnv) -> None:
+    env = access_env
+    await eventually(lambda: _condition(env, "eng-leads", "Applied"))
+    text = await explain_user(env.kube, env.namespace, "eng1@example.com")
+    assert "role: lead (rank 80, HighestPermission)" in text
+    assert "rule leads: title = 'Manager'" in text
+    assert "(also matched: developer)" in text
+    assert "access (as Kubernetes user okta:eng1@example.com):" in text
+    assert (
+        f"ClusterRole {EDIT} in {env.apps}  (AccessBinding eng-leads, through team engineering and role lead)" in text
+    )
+    outsider = await explain_user(env.kube, env.namespace, "sales2@example.com")
+    assert "role: (none" in outsider
+    assert "access (as Kubernetes user okta:sales2@example.com):\n  (none)" in outsider
