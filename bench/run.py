@@ -15,18 +15,35 @@ import math
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 
+from bench.access import bench_access
+from bench.common import (
+    DEFAULT,
+    FULL,
+    RESULTS,
+    SMOKE,
+    ScimClient,
+    Sizes,
+    bounded,
+    cpu_seconds,
+    environment,
+    group_job,
+    load_users,
+    median_of,
+    new_namespace,
+    percentile,
+    rss_kib,
+    summary,
+    wait_cached,
+)
 from identity_operator.okta.client import MAX_LIMIT, OktaClient, OktaCredentials
 from identity_operator.okta.reconciler import reconcile
 from kubescim.api.models import IdentityProviderSpec, ScimUserSpec
@@ -35,226 +52,19 @@ from kubescim.constants import (
     BUSINESS_UNIT_MAPPINGS,
     BUSINESS_UNITS,
     GROUP_LABEL_PREFIX,
-    SCIM_GROUPS,
     SCIM_USERS,
     TEAM_MAPPINGS,
     TEAMS,
 )
 from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig, Resource
-from kubescim.objects import scim_group_object, scim_user_object
+from kubescim.objects import scim_user_object
 from kubescim.scim.resources import new_id
 from kubescim_dev.controlplane import REPO_ROOT, ControlPlane, free_port
 from kubescim_dev.oktasim.api import SimulatorConfig
 from kubescim_dev.oktasim.org import generate
 from kubescim_dev.oktasim.server import SimulatorServer
-from kubescim_dev.processes import GatewayProcess, ManagedProcess, start_gateway, start_operator
+from kubescim_dev.processes import ManagedProcess, start_gateway, start_operator
 from kubescim_dev.stack import create_provider, install_crds
-
-RESULTS = REPO_ROOT / "bench" / "results"
-KOPF_PEERINGS = Resource("kopf.dev", "v1", "kopfpeerings")
-
-
-@dataclass(frozen=True)
-class Sizes:
-    name: str
-    write_requests: int
-    repeats: int
-    read_sizes: tuple[int, ...]
-    propagation_users: int
-    propagation_groups: int
-    propagation_rules: int
-    propagation_samples: int
-    okta_users: int
-    okta_groups: int
-    memory_users: tuple[int, ...]
-    peer_sequences: int
-    # The write path is the noisiest figure on a shared 2-core VM (ratios moved 0.60-0.68 between runs
-    # at 3 repeats): more, shorter-lived repeats, medians taken.
-    write_repeats: int = 5
-
-
-SMOKE = Sizes("smoke", 20, 1, (50, 200), 200, 20, 10, 5, 120, 30, (100,), 5, write_repeats=1)
-DEFAULT = Sizes("default", 1000, 3, (1000, 10000), 10000, 1000, 200, 50, 10000, 5000, (10000,), 60)
-FULL = Sizes("full", 1000, 3, (10000, 100000), 10000, 1000, 200, 50, 100000, 5000, (10000, 100000), 60)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[index]
-
-
-def summary(latencies: list[float], wall: float) -> dict[str, float]:
-    return {
-        "count": len(latencies),
-        "throughput_per_s": round(len(latencies) / wall, 1) if wall else 0.0,
-        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
-        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
-    }
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU a process has used so far (0 when it is gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: round(statistics.median(r[key] for r in runs), 2) for key in runs[0]}
-
-
-def rss_kib(pid: int) -> dict[str, int]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields
-
-
-async def bounded(concurrency: int, jobs: list[Any]) -> list[float]:
-    """Run coroutine factories with a concurrency bound; return each one's latency."""
-    semaphore = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
-
-    async def one(job: Any) -> None:
-        async with semaphore:
-            start = time.perf_counter()
-            await job()
-            latencies.append(time.perf_counter() - start)
-
-    await asyncio.gather(*(one(j) for j in jobs))
-    return latencies
-
-
-@dataclass(frozen=True)
-class Reply:
-    status_code: int
-    text: str
-
-    def json(self) -> Any:
-        return json.loads(self.text)
-
-
-class ScimClient:
-    """The load generator's SCIM client. aiohttp, like the project's Kubernetes client, so the
-    direct baseline and the gateway path are driven by the same client library: on two shared
-    cores an expensive client (httpx costs ~1.4 ms of CPU per request here) would be measured as
-    gateway overhead."""
-
-    def __init__(self, base_url: str, token: str, concurrency: int = 32) -> None:
-        self._base = base_url.rstrip("/")
-        self._session = aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {token}"},
-            connector=aiohttp.TCPConnector(limit=concurrency),
-            timeout=aiohttp.ClientTimeout(total=120),
-        )
-
-    async def __aenter__(self) -> ScimClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._session.close()
-
-    async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Reply:
-        async with self._session.request(method, self._base + path, json=json, params=params) as response:
-            return Reply(response.status, await response.text())
-
-    async def get(self, path: str, *, params: dict[str, Any] | None = None) -> Reply:
-        return await self.request("GET", path, params=params)
-
-    async def post(self, path: str, *, json: Any) -> Reply:
-        return await self.request("POST", path, json=json)
-
-    async def put(self, path: str, *, json: Any) -> Reply:
-        return await self.request("PUT", path, json=json)
-
-    async def patch(self, path: str, *, json: Any) -> Reply:
-        return await self.request("PATCH", path, json=json)
-
-
-@dataclass
-class Env:
-    plane: ControlPlane
-    kube: Kube
-    namespace: str
-    token: str
-    gateway: GatewayProcess
-    processes: list[ManagedProcess] = field(default_factory=list)
-
-    def scim(self, concurrency: int = 32) -> ScimClient:
-        return ScimClient(self.gateway.scim_url, self.token, concurrency)
-
-
-async def new_namespace(kube: Kube, prefix: str) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    await kube.create(NAMESPACES, {"metadata": {"name": name}})
-    await kube.create(
-        KOPF_PEERINGS, {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "kubescim"}}, name
-    )
-    return name
-
-
-async def environment(plane: ControlPlane, kube: Kube, prefix: str) -> Env:
-    namespace = await new_namespace(kube, prefix)
-    token = await create_provider(kube, namespace, "okta")
-    gateway = await asyncio.to_thread(
-        start_gateway, plane.kubeconfig, namespace, extra_env={"KUBESCIM_LOG_LEVEL": "WARNING"}
-    )
-    return Env(plane, kube, namespace, token, gateway, [gateway])
-
-
-async def load_users(kube: Kube, namespace: str, count: int, *, groups: int = 0, concurrency: int = 32) -> list[str]:
-    """Create ScimUsers straight in the API server (fast preloading); returns their SCIM ids."""
-    ids = [new_id() for _ in range(count)]
-
-    def job(i: int) -> Any:
-        async def create() -> None:
-            spec = ScimUserSpec.model_validate(
-                {
-                    "provider": "okta",
-                    "userName": f"user{i}@bench.example.com",
-                    "active": True,
-                    "title": f"T{i % 17}",
-                    "userType": "Employee",
-                    "extensions": {
-                        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
-                            "department": f"Dept{i % 23}",
-                            "costCenter": f"CC-{i % 50}",
-                        }
-                    },
-                }
-            )
-            labels = {f"{GROUP_LABEL_PREFIX}g-{i % groups:05d}": "member"} if groups else {}
-            await kube.create(SCIM_USERS, scim_user_object(spec, ids[i], labels), namespace)
-
-        return create
-
-    await bounded(concurrency, [job(i) for i in range(count)])
-    return ids
-
-
-async def wait_cached(env: Env, count: int, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=env.gateway.url) as client:
-        while time.monotonic() < deadline:
-            metrics = (await client.get("/metrics")).text
-            for line in metrics.splitlines():
-                if (
-                    line.startswith('kubescim_gateway_cached_objects{kind="ScimUser"}')
-                    and float(line.split()[-1]) >= count
-                ):
-                    return
-            await asyncio.sleep(0.5)
-    raise TimeoutError("gateway cache never reached the loaded size")
-
 
 # --- 1. write path ------------------------------------------------------------------------------
 
@@ -467,7 +277,7 @@ async def bench_operator(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[
     out: dict[str, Any] = {"users": users, "groups": groups, "rules": rules}
     try:
         group_ids = [f"g-{j:05d}" for j in range(groups)]
-        await bounded(32, [_group_job(kube, env.namespace, gid) for gid in group_ids])
+        await bounded(32, [group_job(kube, env.namespace, gid) for gid in group_ids])
         await load_users(kube, env.namespace, users, groups=groups)
         for r in range(rules):
             spec: dict[str, Any] = (
@@ -590,16 +400,6 @@ async def _status_of(kube: Kube, resource: Resource, name: str, namespace: str) 
         if error.not_found:
             return {}
         raise
-
-
-def _group_job(kube: Kube, namespace: str, gid: str) -> Any:
-    async def create() -> None:
-        from kubescim.api.models import ScimGroupSpec
-
-        spec = ScimGroupSpec(provider="okta", display_name=f"Group {gid[2:]}")
-        await kube.create(SCIM_GROUPS, scim_group_object(spec, gid), namespace)
-
-    return create
 
 
 # --- 5. Okta reconciliation -----------------------------------------------------------------------
@@ -965,6 +765,30 @@ def markdown(results: dict[str, Any]) -> str:
             "persisting every write to etcd through the API server.",
             "",
         ]
+    access = results.get("access")
+    if access:
+        denied = access["deactivation_to_denied"]
+        lines += [
+            f"## 8. Access: offboarding reaches the authorizer ({access['users']} users, {access['groups']} groups, "
+            f"{access['rules']} rules, {access['bindings']} AccessBindings over {access['namespaces']} namespaces)",
+            "",
+            f"Initial: every binding applied in {access['initial_convergence_s']} s after the operator started; "
+            f"{access['rbac_objects']} RoleBindings, the largest with {access['largest_object_subjects']} subjects.",
+            "",
+            "| SCIM 2xx of a deactivation -> SubjectAccessReview denies | p50 ms | p99 ms (target < 1000) | max ms | samples |",
+            "|---|---|---|---|---|",
+            f"| | {denied['p50_ms']} | {denied['p99_ms']} ({verdict(denied['p99_ms'] < 1000)}) | {denied['max_ms']} | "
+            f"{denied['samples']} |",
+            "",
+            "| rule edit (every user's role) | converge s | RBAC writes | objects changed | writes per changed object (target 1) |",
+            "|---|---|---|---|---|",
+        ]
+        for label, edit in access["rule_edit"].items():
+            lines.append(
+                f"| {label} | {edit['converge_s']} | {edit['rbac_writes']} | {edit['objects_changed']} | "
+                f"{edit['writes_per_changed_object']} ({verdict(edit['writes_per_changed_object'] <= 1.0)}) |"
+            )
+        lines.append("")
     durations = results.get("durations_s")
     if durations:
         total = sum(durations.values())
@@ -999,6 +823,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "memory": bench_memory,
                 "peer": bench_peer,
                 "okta": bench_okta,
+                "access": bench_access,
             }
             for name, scenario in scenarios.items():
                 if args.only and name not in args.only:

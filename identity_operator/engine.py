@@ -86,7 +86,9 @@ def now() -> dt.datetime:
 class AccessSink(Protocol):
     """Who reacts to membership changes with Kubernetes access (access.controller)."""
 
-    def mark(self, teams: Iterable[str] = (), units: Iterable[str] = (), roles: Iterable[str] = ()) -> None: ...
+    def mark(
+        self, teams: Iterable[str] = (), units: Iterable[str] = (), roles: Iterable[str] = (), *, urgent: bool = True
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ class Engine:
     # A group-source rule's pushed-group count, per rule: (rule generation, groups version, count).
     _groups_version: int = 0
     _census_seen: int = -1
+    _bulk_in_flight: int = 0
     _group_matches: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -417,7 +420,12 @@ class Engine:
         return verdict, kubernetes_username(facts.resource, self._access(user.provider))
 
     def _update_access(
-        self, name: str, user: UserRecord | None, verdict: RoleVerdict | None, username: str | None
+        self,
+        name: str,
+        user: UserRecord | None,
+        verdict: RoleVerdict | None,
+        username: str | None,
+        urgent: bool = True,
     ) -> None:
         """Role indexes and the user as a subject; tell access what moved (synchronously, before this
         user's own writes: a deactivation reaches the RBAC objects without waiting for them)."""
@@ -447,6 +455,7 @@ class Engine:
                 teams=desired.teams if desired else (),
                 units=desired.business_units if desired else (),
                 roles={v.role for v in (old, verdict) if v is not None},
+                urgent=urgent,
             )
 
     def directory(self) -> Directory:
@@ -476,7 +485,7 @@ class Engine:
         desired = compose(facts, grants, manual_teams, manual_units, self._team_units(candidate_teams, grants))
         return desired, grants
 
-    def _update_reverse(self, name: str, desired: Desired | None, grants: list[Grant]) -> None:
+    def _update_reverse(self, name: str, desired: Desired | None, grants: list[Grant], urgent: bool = True) -> None:
         old = self.desired.pop(name, None)
         changed: set[TargetKey] = set()
         for kind, mapping in (("Team", old.teams if old else {}), ("BusinessUnit", old.business_units if old else {})):
@@ -515,7 +524,9 @@ class Engine:
         self.mark_targets(changed)
         if self.access is not None and changed:
             self.access.mark(
-                teams=[t for k, t in changed if k == "Team"], units=[t for k, t in changed if k == "BusinessUnit"]
+                teams=[t for k, t in changed if k == "Team"],
+                units=[t for k, t in changed if k == "BusinessUnit"],
+                urgent=urgent,
             )
 
     # --- user worker ----------------------------------------------------------------------------
@@ -530,13 +541,23 @@ class Engine:
                 self._users_wakeup.clear()
                 await self._users_wakeup.wait()
                 continue
+            urgent = queue is self._fast
             name = queue.popleft()
             self.dirty_users.discard(name)  # marked again while in flight: it is queued again
-            await self._process_user_safely(name)
+            self._bulk_in_flight += 0 if urgent else 1
+            try:
+                await self._process_user_safely(name, urgent)
+            finally:
+                self._bulk_in_flight -= 0 if urgent else 1
 
-    async def _process_user_safely(self, name: str) -> None:
+    def bulk_backlog(self) -> int:
+        """Users of bulk work (a rule edit, a restart) not yet recomputed: access waits for them to
+        write each RBAC object once, not once per user."""
+        return len(self._bulk) + self._bulk_in_flight
+
+    async def _process_user_safely(self, name: str, urgent: bool = True) -> None:
         try:
-            await self.process_user(name)
+            await self.process_user(name, urgent)
         except ApiUnavailable as error:
             log.warning("API server unavailable; will retry user", extra={"user": name, "error": str(error)[:200]})
             await asyncio.sleep(1)
@@ -548,18 +569,18 @@ class Engine:
         except Exception:
             log.exception("unexpected error updating user", extra={"user": name})
 
-    async def process_user(self, name: str) -> None:
+    async def process_user(self, name: str, urgent: bool = True) -> None:
         assert self.indexes is not None
         user: UserRecord | None = self.indexes.users.get(name)
         if user is None:
-            self._update_reverse(name, None, [])
-            self._update_access(name, None, None, None)
+            self._update_reverse(name, None, [], urgent)
+            self._update_access(name, None, None, None, urgent)
             self.written.pop(name, None)
             return
         desired, grants = self.compute(user)
         verdict, username = self.compute_access(user)
-        self._update_reverse(name, desired, grants)
-        self._update_access(name, user, verdict, username)
+        self._update_reverse(name, desired, grants, urgent)
+        self._update_access(name, user, verdict, username, urgent)
 
         written = self.written.get(name)
         stored_status = user.status

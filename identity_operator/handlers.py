@@ -62,6 +62,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         bindings=lambda: store.access_bindings,
         directory=memo.engine.directory,
         subjects_per_object=config.access_subjects_per_object,
+        backlog=memo.engine.bulk_backlog,
     )
     memo.informers = []
     if config.access_enabled:

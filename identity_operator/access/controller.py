@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ from kubescim.resource import Resource
 log = logging.getLogger("kubescim.operator.access")
 RESOURCES: dict[ObjectKind, Resource] = {"RoleBinding": ROLE_BINDINGS, "ClusterRoleBinding": CLUSTER_ROLE_BINDINGS}
 BATCH_SECONDS = 0.02  # a burst of changes (a group push) becomes one recomputation per binding
+DEFER_POLL_SECONDS = 0.1
+MAX_DEFER_SECONDS = 10.0  # bulk work never holds a binding back longer than this
 
 
 def object_key(body: Body) -> ObjectKey | None:
@@ -79,6 +82,9 @@ class AccessController:
     # Objects of each binding (by the owner label): the plan compares only a binding's own objects.
     by_binding: dict[str, set[ObjectKey]] = field(default_factory=lambda: defaultdict(set))
     dirty: set[str] = field(default_factory=set)
+    deferred: set[str] = field(default_factory=set)
+    backlog: Callable[[], int] = lambda: 0  # the engine's bulk backlog (users still to recompute)
+    _deferred_since: float = 0.0
     writes: int = 0
     ready_sources: set[str] = field(default_factory=set)  # "engine", "namespaces", "rolebindings", ...
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -121,24 +127,32 @@ class AccessController:
         self.dirty.add(name)
         self._wakeup.set()
 
-    def mark(self, teams: Iterable[str] = (), units: Iterable[str] = (), roles: Iterable[str] = ()) -> None:
-        """Members of these teams, units or roles changed: recompute the bindings that name them."""
+    def mark(
+        self, teams: Iterable[str] = (), units: Iterable[str] = (), roles: Iterable[str] = (), *, urgent: bool = True
+    ) -> None:
+        """Members of these teams, units or roles changed: recompute the bindings that name them.
+        Urgent (a user's own change, such as a deactivation): now. Otherwise (bulk work such as a
+        rule edit moving thousands): once the engine's bulk backlog drains, so each RBAC object is
+        written once rather than once per recomputed user."""
         teams, units, roles = set(teams), set(units), set(roles)
         if not (teams or units or roles):
             return
+        into = self.dirty if urgent else self.deferred
+        if not urgent and not self.deferred:
+            self._deferred_since = time.monotonic()
         for name, record in self.bindings().items():
             references = self._references.get(name)
             if record.spec is None:
                 continue
             if references is None:
-                self.dirty.add(name)
+                into.add(name)
                 continue
             bound_teams, bound_units, bound_roles = references
             if teams & bound_teams or units & bound_units or roles & bound_roles:
-                self.dirty.add(name)
+                into.add(name)
             elif record.spec.subjects.team_selector is not None and teams:
-                self.dirty.add(name)  # a team the selector may match now (its labels are in the store)
-        if self.dirty:
+                into.add(name)  # a team the selector may match now (its labels are in the store)
+        if self.dirty or self.deferred:
             self._wakeup.set()
 
     def namespace_event(self, event_type: str, body: Body) -> None:
@@ -227,6 +241,15 @@ class AccessController:
             self._wakeup.clear()
             if not self.ready:
                 continue  # source_ready marks everything once the view is complete
+            if self.deferred:
+                if self.backlog() == 0 or time.monotonic() - self._deferred_since > MAX_DEFER_SECONDS:
+                    self.dirty |= self.deferred
+                    self.deferred = set()
+                else:
+                    self._wakeup.set()  # look again shortly
+                    await asyncio.sleep(DEFER_POLL_SECONDS)
+            if not self.dirty:
+                continue
             names, self.dirty = self.dirty, set()
             results = await asyncio.gather(*(self.reconcile(n) for n in sorted(names)), return_exceptions=True)
             failed = [n for n, r in zip(sorted(names), results, strict=True) if isinstance(r, BaseException)]

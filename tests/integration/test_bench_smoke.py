@@ -23,7 +23,7 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
-    for section in ("write_path", "read_path", "operator", "okta", "memory", "peer"):
+    for section in ("write_path", "read_path", "operator", "okta", "memory", "peer", "access"):
         assert section in results
     assert results["machine_start"]["cores"] >= 1
     levels = results["write_path"]["levels"]
@@ -32,6 +32,8 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     assert results["okta"]["initial"]["result"] == "Succeeded"
     assert results["okta"]["no_drift"]["kubernetes_writes"] == 0
     assert results["operator"]["propagation"]["samples"] > 0
+    assert results["access"]["deactivation_to_denied"]["samples"] > 0
+    assert results["access"]["rule_edit"]["revoke_all"]["objects_changed"] > 0
     report = (tmp_path / "latest.md").read_text()
     for heading in (
         "SCIM write path",
@@ -41,5 +43,6 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
         "Okta reconciliation",
         "Memory and startup",
         "Peer",
+        "Access: offboarding reaches the authorizer",
     ):
         assert heading in report

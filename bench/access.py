@@ -1,0 +1,288 @@
+"""Access benchmark: how fast offboarding reaches the authorizer, and what a rule edit costs in RBAC writes.
+
+Setup (default sizes): 10,000 users in 1,000 groups, 200 team rules (198 from groups, 2 from attributes),
+two RoleMappings, 100 AccessBindings over 50 namespaces (teams per namespace, role holders over a
+namespace selector, and one binding of every employee, split into many objects).
+
+1. Deactivation: a SCIM PATCH active=false through the gateway, from its 2xx until the API server's
+   authorizer (a SubjectAccessReview, what `kubectl auth can-i --as` asks) denies that user in a
+   namespace a binding had granted; p50 and p99.
+2. Rule edit: a RoleMapping every user matches stops matching and matches again; RBAC object writes
+   counted from a watch, per changed object (target: one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from typing import Any
+
+from bench.common import (
+    Sizes,
+    bounded,
+    environment,
+    group_job,
+    load_users,
+    percentile,
+)
+from kubescim.constants import (
+    ACCESS_BINDINGS,
+    API_VERSION,
+    IDENTITY_PROVIDERS,
+    LABEL_ACCESS_BINDING,
+    LABEL_ACCESS_BINDING_NAMESPACE,
+    ROLE_BINDINGS,
+    ROLE_MAPPINGS,
+    SCIM_USERS,
+    TEAM_MAPPINGS,
+)
+from kubescim.kube import NAMESPACES, ApiError, Kube, Resource
+from kubescim_dev.controlplane import ControlPlane
+from kubescim_dev.processes import start_operator
+
+CLUSTER_ROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", namespaced=False)
+ACCESS_REVIEWS = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", namespaced=False)
+ROLE = "bench-edit"
+
+
+async def allowed(kube: Kube, user: str, namespace: str) -> bool:
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "resourceAttributes": {"namespace": namespace, "verb": "create", "resource": "configmaps"},
+        },
+    }
+    answer = await kube.create(ACCESS_REVIEWS, review)
+    return bool(answer.get("status", {}).get("allowed"))
+
+
+async def _settled(kube: Kube, namespace: str, bindings: int, timeout: float = 1800) -> None:
+    """Every AccessBinding applied for its generation."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items, _ = await kube.list(ACCESS_BINDINGS, namespace)
+        ready = 0
+        for item in items:
+            for condition in (item.get("status") or {}).get("conditions") or []:
+                if (
+                    condition.get("type") == "Ready"
+                    and condition.get("reason") == "Applied"
+                    and condition.get("observedGeneration") == item["metadata"]["generation"]
+                ):
+                    ready += 1
+        if ready >= bindings:
+            return
+        await asyncio.sleep(1)
+    raise TimeoutError("access bindings never all applied")
+
+
+async def _count_subjects(kube: Kube, namespace: str, target: str, binding: str = "bind-000") -> int:
+    """Subjects of one binding's RoleBindings in one namespace."""
+    selector = f"{LABEL_ACCESS_BINDING_NAMESPACE}={namespace},{LABEL_ACCESS_BINDING}={binding}"
+    items, _ = await kube.list(ROLE_BINDINGS, target, label_selector=selector)
+    return sum(len(i.get("subjects") or []) for i in items)
+
+
+async def bench_access(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str, Any]:
+    env = await environment(plane, kube, "access")
+    users, groups, rules = sizes.propagation_users, sizes.propagation_groups, sizes.propagation_rules
+    spaces, binding_count = sizes.access_namespaces, sizes.access_bindings
+    namespaces = [f"{env.namespace}-n{i:02d}" for i in range(spaces)]
+    out: dict[str, Any] = {
+        "users": users,
+        "groups": groups,
+        "rules": rules,
+        "bindings": binding_count,
+        "namespaces": spaces,
+    }
+    try:
+        await kube.patch(
+            IDENTITY_PROVIDERS,
+            "okta",
+            {
+                "spec": {
+                    "access": {
+                        "username": {"prefix": "okta:"},
+                        "roles": [{"name": "member", "rank": 10}, {"name": "lead", "rank": 50}],
+                    }
+                }
+            },
+            env.namespace,
+        )
+        if not await _exists(kube, CLUSTER_ROLES, ROLE):
+            role = {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": ROLE},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}],
+            }
+            await kube.create(CLUSTER_ROLES, role)
+        for name in namespaces:
+            await kube.create(NAMESPACES, {"metadata": {"name": name, "labels": {"bench": env.namespace}}})
+        group_ids = [f"g-{j:05d}" for j in range(groups)]
+        await bounded(32, [group_job(kube, env.namespace, gid) for gid in group_ids])
+        await load_users(kube, env.namespace, users, groups=groups)
+        for r in range(rules):
+            spec: dict[str, Any] = (
+                {"source": "Group", "match": {"value": f"Group {r:05d}"}, "target": {"name": f"team-{r:05d}"}}
+                if r < rules - 2
+                else {"attribute": "title", "match": {"operator": "Any"}, "target": {"nameTemplate": "title-${*}"}}
+            )
+            await _create(kube, TEAM_MAPPINGS, "TeamMapping", f"rule-{r:05d}", spec, env.namespace)
+        await _create(
+            kube,
+            ROLE_MAPPINGS,
+            "RoleMapping",
+            "everyone",
+            {"attribute": "userType", "match": {"value": "Employee"}, "role": "member"},
+            env.namespace,
+        )
+        await _create(
+            kube,
+            ROLE_MAPPINGS,
+            "RoleMapping",
+            "leads",
+            {"attribute": "title", "match": {"value": "T0"}, "role": "lead"},
+            env.namespace,
+        )
+        leads = sum(1 for i in range(users) if i % 17 == 0)  # load_users' titles: T0 .. T16
+        # Bindings: most grant a team one namespace; every tenth grants the leads every namespace
+        # (a selector); one grants every employee (role member, or lead for T0) five namespaces.
+        selector: dict[str, Any] = {"namespaceSelector": {"matchLabels": {"bench": env.namespace}}}
+        for b in range(binding_count):
+            body: dict[str, Any]
+            if b == 0:
+                body = {"subjects": {"roles": ["member", "lead"]}, "scope": {"namespaces": namespaces[:5]}}
+            elif b % 10 == 0:
+                body = {"subjects": {"roles": ["lead"]}, "scope": selector}
+            else:
+                body = {
+                    "subjects": {"teams": [f"team-{b % (rules - 2):05d}"]},
+                    "scope": {"namespaces": [namespaces[b % spaces]]},
+                }
+            await _create(
+                kube,
+                ACCESS_BINDINGS,
+                "AccessBinding",
+                f"bind-{b:03d}",
+                {**body, "roleRef": {"name": ROLE}},
+                env.namespace,
+            )
+        started = time.perf_counter()
+        operator = await asyncio.to_thread(
+            start_operator,
+            plane.kubeconfig,
+            env.namespace,
+            extra_env={
+                "KUBESCIM_LOG_LEVEL": "WARNING",
+                "KUBESCIM_ACCESS_ALLOWED_ROLES": json.dumps([f"ClusterRole/{ROLE}"]),
+            },
+        )
+        env.processes.append(operator)
+        await _settled(kube, env.namespace, binding_count)
+        while await _count_subjects(kube, env.namespace, namespaces[0]) < users:
+            await asyncio.sleep(1)
+        out["initial_convergence_s"] = round(time.perf_counter() - started, 1)
+        objects, _ = await kube.list(
+            ROLE_BINDINGS, None, label_selector=f"{LABEL_ACCESS_BINDING_NAMESPACE}={env.namespace}"
+        )
+        out["rbac_objects"] = len(objects)
+        out["largest_object_subjects"] = max(len(o.get("subjects") or []) for o in objects)
+
+        # 1. Deactivation -> denied. Every user holds member or lead, granted in namespaces[0].
+        user_objects, _ = await kube.list(SCIM_USERS, env.namespace, limit=500)
+        latencies: list[float] = []
+        async with env.scim(4) as client:
+            for user in random.sample(user_objects, min(sizes.access_samples, len(user_objects))):
+                username = f"okta:{user['spec']['userName']}"
+                scim_id = user["metadata"]["labels"]["identity.kubescim.dev/scim-id"]
+                assert await allowed(kube, username, namespaces[0]), username
+                response = await client.patch(f"/Users/{scim_id}", json=_active(False))
+                assert response.status_code == 200, response.text
+                acknowledged = time.perf_counter()
+                while await allowed(kube, username, namespaces[0]):
+                    await asyncio.sleep(0.005)
+                latencies.append(time.perf_counter() - acknowledged)
+                response = await client.patch(f"/Users/{scim_id}", json=_active(True))
+                assert response.status_code == 200, response.text
+                while not await allowed(kube, username, namespaces[0]):
+                    await asyncio.sleep(0.01)
+        out["deactivation_to_denied"] = {
+            "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+            "max_ms": round(max(latencies) * 1000, 1),
+            "samples": len(latencies),
+        }
+
+        # 2. A rule edit moving every user out of `member` and back: RBAC writes per changed object.
+        out["rule_edit"] = {}
+        for label, value in (("revoke_all", "Nobody"), ("grant_all", "Employee")):
+            version = await kube.current_version(ROLE_BINDINGS)
+            writes: dict[str, int] = {}
+
+            async def watch_writes(since: str = version, seen: dict[str, int] = writes) -> None:
+                async for event in kube.watch(
+                    ROLE_BINDINGS,
+                    None,
+                    resource_version=since,
+                    timeout_seconds=600,
+                    label_selector=f"{LABEL_ACCESS_BINDING_NAMESPACE}={env.namespace}",
+                ):
+                    if event["type"] in ("MODIFIED", "ADDED"):
+                        meta = event["object"]["metadata"]
+                        key = f"{meta['namespace']}/{meta['name']}"
+                        seen[key] = seen.get(key, 0) + 1
+
+            watcher = asyncio.create_task(watch_writes())
+            await asyncio.sleep(0.5)
+            started = time.perf_counter()
+            await kube.patch(ROLE_MAPPINGS, "everyone", {"spec": {"match": {"value": value}}}, env.namespace)
+            expected = leads if value == "Nobody" else users
+            while await _count_subjects(kube, env.namespace, namespaces[0]) != expected:
+                await asyncio.sleep(0.25)
+            elapsed = time.perf_counter() - started
+            await asyncio.sleep(3)  # late or repeated writes would show here
+            watcher.cancel()
+            total = sum(writes.values())
+            out["rule_edit"][label] = {
+                "users_moved": users,
+                "converge_s": round(elapsed, 1),
+                "rbac_writes": total,
+                "objects_changed": len(writes),
+                "writes_per_changed_object": round(total / max(len(writes), 1), 2),
+            }
+    finally:
+        for process in env.processes:
+            process.stop()
+        for name in [env.namespace, *namespaces]:
+            with contextlib.suppress(ApiError):
+                await kube.delete(NAMESPACES, name)
+    return out
+
+
+async def _exists(kube: Kube, resource: Resource, name: str) -> bool:
+    try:
+        await kube.get(resource, name)
+        return True
+    except ApiError as error:
+        if error.not_found:
+            return False
+        raise
+
+
+async def _create(kube: Kube, resource: Resource, kind: str, name: str, spec: dict[str, Any], namespace: str) -> None:
+    await kube.create(
+        resource, {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}, namespace
+    )
+
+
+def _active(active: bool) -> dict[str, Any]:
+    return {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": active}],
+    }
