@@ -12,6 +12,7 @@ overwrite newer state (resourceVersion check), and deletions leave a tombstone f
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,11 @@ from kubescim.constants import (
     TEAMS,
 )
 from kubescim.informer import resource_version_int
-from kubescim.kube import Kube
+from kubescim.kube import ApiError, Kube
+
+log = logging.getLogger("kubescim.operator")
+# Kinds newer than the first release: an operator upgraded ahead of its CRDs still starts.
+OPTIONAL_KINDS = (ROLE_MAPPINGS, ACCESS_BINDINGS)
 
 
 @dataclass
@@ -189,8 +194,14 @@ class Store:
                 (SCIM_USERS, self.put_user),
             ]
             for resource, put in kinds:
-                async for items, _ in kube.list_pages(resource, namespace):
-                    for item in items:
-                        put(item)
+                try:
+                    async for items, _ in kube.list_pages(resource, namespace):
+                        for item in items:
+                            put(item)
+                except ApiError as error:
+                    if not (error.not_found and resource in OPTIONAL_KINDS):
+                        raise
+                    # The operator was upgraded before the CRDs: run without this kind until they are.
+                    log.warning("kind not installed; upgrade the CRDs", extra={"resource": resource.plural})
             self.seeded.set()
             on_seeded()

@@ -12,10 +12,12 @@ from typing import Any
 
 from kubescim.api.models import IdentityProviderSpec
 from kubescim.constants import (
+    ACCESS_BINDINGS,
     ANNOTATION_SYNC_REQUESTED,
     BUSINESS_UNIT_MAPPINGS,
     IDENTITY_PROVIDERS,
     PART_OF,
+    ROLE_MAPPINGS,
     TEAM_MAPPINGS,
 )
 from kubescim.diagnosis import Finding, diagnose_provider, render
@@ -111,8 +113,18 @@ async def doctor_report(kube: Kube, namespace: str, provider: str | None) -> lis
     else:
         providers, _ = await kube.list(IDENTITY_PROVIDERS, namespace)
     rules: list[JSON] = []
-    for resource, kind in ((TEAM_MAPPINGS, "TeamMapping"), (BUSINESS_UNIT_MAPPINGS, "BusinessUnitMapping")):
-        items, _ = await kube.list(resource, namespace)
+    for resource, kind in (
+        (TEAM_MAPPINGS, "TeamMapping"),
+        (BUSINESS_UNIT_MAPPINGS, "BusinessUnitMapping"),
+        (ROLE_MAPPINGS, "RoleMapping"),
+        (ACCESS_BINDINGS, "AccessBinding"),
+    ):
+        try:
+            items, _ = await kube.list(resource, namespace)
+        except ApiError as error:
+            if error.not_found:  # CRDs older than this CLI
+                continue
+            raise
         rules += [{**item, "kind": kind} for item in items]
     return [(p["metadata"]["name"], diagnose_provider(p, rules)) for p in providers]
 

@@ -4,7 +4,7 @@ gateway and the operator keep (pure: objects in, findings out).
 The Okta guide ends with symptoms an administrator checks by hand; these are the ones kubescim can
 see for itself: a client still sending a replaced token, an unknown token (wrong base URL or token),
 no token at all, a failing or blocked reconciliation, groups assigned to the app but not pushed, and
-mapping rules of the provider that are not Ready, read an attribute no user carries (or carries
+mapping rules (and RoleMappings, AccessBindings) of the provider that are not Ready, read an attribute no user carries (or carries
 under another case or namespace), or match no pushed group.
 """
 
@@ -105,11 +105,18 @@ def diagnose_provider(provider: JSON, rules: list[JSON]) -> list[Finding]:
         kind, rule_name = rule.get("kind", "Mapping"), rule["metadata"]["name"]
         ready = _condition(rule, "Ready")
         if ready is not None and ready.get("status") == "False":
+            explain = (
+                "docs/access.md, a user has no access"
+                if kind == "AccessBinding"
+                else f"kubescim explain rule {rule_name}"
+                if kind != "RoleMapping"
+                else "declare the role in the IdentityProvider's spec.access.roles"
+            )
             findings.append(
                 Finding(
-                    "warning",
+                    "error" if kind == "AccessBinding" else "warning",
                     f"{kind} {rule_name} is not Ready: {ready.get('message', ready.get('reason', ''))}",
-                    f"kubectl describe {kind.lower()} {rule_name}; kubescim explain rule {rule_name}",
+                    f"kubectl describe {kind.lower()} {rule_name}; {explain}",
                 )
             )
         attribute = _condition(rule, "AttributeFound")

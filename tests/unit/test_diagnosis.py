@@ -45,3 +45,25 @@ def test_groups_assigned_but_not_pushed_are_named() -> None:
     assert len(findings) == 1
     assert "assigned to the app but not pushed: Bifrost-Admin" in findings[0].what
     assert "Push Groups" in findings[0].fix
+
+
+def test_refused_access_bindings_and_undeclared_roles_are_named() -> None:
+    binding = {
+        "kind": "AccessBinding",
+        "metadata": {"name": "admins"},
+        "spec": {},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "RoleNotAllowed", "message": "no"}]},
+    }
+    role_rule = {
+        "kind": "RoleMapping",
+        "metadata": {"name": "leads"},
+        "spec": {},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "message": "role 'lead' is not declared"}]},
+    }
+    findings = diagnose_provider(provider(), [binding, role_rule])
+    assert [(f.severity, f.what.split(" is ")[0]) for f in findings] == [
+        ("error", "AccessBinding admins"),
+        ("warning", "RoleMapping leads"),
+    ]
+    assert "docs/access.md" in findings[0].fix
+    assert "spec.access.roles" in findings[1].fix
