@@ -75,6 +75,7 @@ MEMBER_LABEL_VALUE = "member"
 STATUS_WRITE_INTERVAL = 0.5
 BULK_STATUS_WRITE_INTERVAL = 5.0
 BULK_BACKLOG = 200
+EVALUATE_CHUNK = 50  # users evaluated between yields to the event loop (~25 ms)
 TARGET_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAMS, "BusinessUnit": BUSINESS_UNITS}
 RULE_RESOURCES: dict[TargetKind, Resource] = {"Team": TEAM_MAPPINGS, "BusinessUnit": BUSINESS_UNIT_MAPPINGS}
 
@@ -152,9 +153,9 @@ class Engine:
     # Active users as Kubernetes subjects, and who is told when they change (None: access is off).
     principals: dict[str, Principal] = field(default_factory=dict)
     access: AccessSink | None = None
-    # Set once the first full recomputation after start has drained: access is never computed from
-    # a half-computed membership (which would revoke everyone's bindings after a restart).
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once every user has been evaluated after start (their writes may still be running): access
+    # is never computed from half the memberships, which would revoke bindings after a restart.
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)
     flushed_members: dict[TargetKey, frozenset[str]] = field(default_factory=dict)
     dirty_users: set[str] = field(default_factory=set)
     dirty_targets: set[TargetKey] = field(default_factory=set)
@@ -165,6 +166,13 @@ class Engine:
     _role_rules_cache: list[RoleRule] | None = None
     _users_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _fast: deque[str] = field(default_factory=deque)
+    # Bulk work is evaluated first (pure, in chunks: memberships, roles and access are current within
+    # seconds of a rule edit), then written by the workers from _bulk_writes at the API's pace.
+    _bulk_writes: deque[str] = field(default_factory=deque)
+    _bulk_writes_queued: set[str] = field(default_factory=set)
+    _evaluated: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # name -> (rv, username)
+    _evaluate_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _evaluating: bool = False
     _last_status_write: dict[tuple[str, str], float] = field(default_factory=dict)
     _bulk: deque[str] = field(default_factory=deque)
     _flush_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -173,7 +181,6 @@ class Engine:
     # A group-source rule's pushed-group count, per rule: (rule generation, groups version, count).
     _groups_version: int = 0
     _census_seen: int = -1
-    _bulk_in_flight: int = 0
     _group_matches: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -193,6 +200,7 @@ class Engine:
                 for i in range(self.settings.write_concurrency)
             ),
             asyncio.create_task(self._flush_worker(), name="kubescim-flush"),
+            asyncio.create_task(self._bulk_evaluator(), name="kubescim-evaluate"),
         ]
         self.dirty_rules.update((kind, name) for kind, name in indexes.rules)
         self.dirty_role_rules.update(indexes.role_rules)
@@ -209,7 +217,8 @@ class Engine:
 
     def _status_write_due(self, key: tuple[str, str]) -> bool:
         """Whether a target's or rule's status may be written now (see STATUS_WRITE_INTERVAL)."""
-        interval = BULK_STATUS_WRITE_INTERVAL if len(self._bulk) > BULK_BACKLOG else STATUS_WRITE_INTERVAL
+        pending = len(self._bulk) + len(self._bulk_writes)
+        interval = BULK_STATUS_WRITE_INTERVAL if pending > BULK_BACKLOG else STATUS_WRITE_INTERVAL
         return time.monotonic() - self._last_status_write.get(key, 0.0) >= interval
 
     @property
@@ -228,8 +237,10 @@ class Engine:
             if name not in self.dirty_users:
                 self.dirty_users.add(name)
                 queue.append(name)
-        if self.dirty_users:
+        if self._fast:
             self._users_wakeup.set()
+        if self._bulk:
+            self._evaluate_wakeup.set()
 
     def mark_targets(self, keys: Iterable[TargetKey]) -> None:
         self.dirty_targets.update(keys)
@@ -242,7 +253,7 @@ class Engine:
 
     def queue_depths(self) -> tuple[int, int]:
         """Users waiting for recomputation: (a user's own change, bulk work)."""
-        return len(self._fast), len(self._bulk)
+        return len(self._fast), len(self._bulk) + len(self._bulk_writes)
 
     def user_changed(self, name: str) -> None:
         self.mark_users([name], bulk=False)
@@ -534,26 +545,73 @@ class Engine:
     async def _user_worker(self) -> None:
         """One of `write_concurrency` workers: fast queue first, then bulk."""
         while True:
-            queue = self._fast or self._bulk
+            queue = self._fast or self._bulk_writes
+            self._check_indexed()
             if not queue:
-                if not self.dirty_users:
-                    self.settled.set()
                 self._users_wakeup.clear()
                 await self._users_wakeup.wait()
                 continue
             urgent = queue is self._fast
             name = queue.popleft()
-            self.dirty_users.discard(name)  # marked again while in flight: it is queued again
-            self._bulk_in_flight += 0 if urgent else 1
+            if urgent:
+                self.dirty_users.discard(name)  # marked again while in flight: it is queued again
+            else:
+                self._bulk_writes_queued.discard(name)
+            await self._process_user_safely(name, urgent)
+
+    def _check_indexed(self) -> None:
+        if not (self._bulk or self._evaluating or self._fast) and not self.indexed.is_set():
+            self.indexed.set()
+
+    async def _bulk_evaluator(self) -> None:
+        """Evaluate bulk work ahead of its writes, a chunk at a time (yielding between chunks so a
+        user's own change is never held up): the indexes, and so access, are current long before the
+        last user's labels are written."""
+        while True:
+            if not self._bulk:
+                self._evaluate_wakeup.clear()
+                await self._evaluate_wakeup.wait()
+                continue
+            self._evaluating = True
             try:
-                await self._process_user_safely(name, urgent)
+                for _ in range(min(EVALUATE_CHUNK, len(self._bulk))):
+                    name = self._bulk.popleft()
+                    self.dirty_users.discard(name)
+                    try:
+                        self.evaluate(name)
+                    except Exception:
+                        log.exception("unexpected error evaluating user", extra={"user": name})
+                    if name not in self._bulk_writes_queued:
+                        self._bulk_writes_queued.add(name)
+                        self._bulk_writes.append(name)
             finally:
-                self._bulk_in_flight -= 0 if urgent else 1
+                self._evaluating = bool(self._bulk)
+            self._check_indexed()
+            self._users_wakeup.set()
+            await asyncio.sleep(0)
+
+    def evaluate(
+        self, name: str, urgent: bool = False
+    ) -> tuple[Desired, list[Grant], RoleVerdict | None, str | None] | None:
+        """Compute one user and update every index (members, roles, access), without writing."""
+        assert self.indexes is not None
+        user: UserRecord | None = self.indexes.users.get(name)
+        if user is None:
+            self._update_reverse(name, None, [], urgent)
+            self._update_access(name, None, None, None, urgent)
+            self._evaluated.pop(name, None)
+            return None
+        desired, grants = self.compute(user)
+        verdict, username = self.compute_access(user)
+        self._update_reverse(name, desired, grants, urgent)
+        self._update_access(name, user, verdict, username, urgent)
+        self._evaluated[name] = (user.resource_version, username)
+        return desired, grants, verdict, username
 
     def bulk_backlog(self) -> int:
-        """Users of bulk work (a rule edit, a restart) not yet recomputed: access waits for them to
-        write each RBAC object once, not once per user."""
-        return len(self._bulk) + self._bulk_in_flight
+        """Users of bulk work (a rule edit, a restart) not yet evaluated: access waits for them, to
+        write each RBAC object once rather than once per user."""
+        return len(self._bulk) + (1 if self._evaluating else 0)
 
     async def _process_user_safely(self, name: str, urgent: bool = True) -> None:
         try:
@@ -572,15 +630,19 @@ class Engine:
     async def process_user(self, name: str, urgent: bool = True) -> None:
         assert self.indexes is not None
         user: UserRecord | None = self.indexes.users.get(name)
+        evaluated = self._evaluated.pop(name, None)
         if user is None:
-            self._update_reverse(name, None, [], urgent)
-            self._update_access(name, None, None, None, urgent)
+            self.evaluate(name, urgent)
             self.written.pop(name, None)
             return
-        desired, grants = self.compute(user)
-        verdict, username = self.compute_access(user)
-        self._update_reverse(name, desired, grants, urgent)
-        self._update_access(name, user, verdict, username, urgent)
+        if evaluated is not None and evaluated[0] == user.resource_version and name in self.desired:
+            # Evaluated ahead (bulk work) and unchanged since: only the writes are left.
+            desired, verdict, username = self.desired[name], self.roles.get(name), evaluated[1]
+        else:
+            computed = self.evaluate(name, urgent)
+            assert computed is not None
+            desired, _grants, verdict, username = computed
+            self._evaluated.pop(name, None)
 
         written = self.written.get(name)
         stored_status = user.status

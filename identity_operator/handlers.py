@@ -69,6 +69,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo.engine.access = memo.access
     memo.metrics = OperatorMetrics()
     memo.metrics.watch_engine(memo.engine)
+    memo.metrics.watch_access(memo.access)
     memo.metrics_server = memo.metrics.serve(config.metrics_port)
     memo.scheduler = Scheduler(
         kube,
@@ -144,7 +145,7 @@ def _begin(memo: kopf.Memo) -> None:
         informer.start()
 
     async def settled() -> None:
-        await engine.settled.wait()
+        await engine.indexed.wait()  # every user evaluated: memberships and roles are complete
         access.source_ready("engine")
 
     memo.settling = asyncio.create_task(settled())

@@ -1,6 +1,6 @@
 """The operator's Prometheus metrics, served on their own port (`KUBESCIM_METRICS_PORT`, 8082; 0 turns
 them off): Okta reconciliation runs, their cost and the drift they repaired, and the recomputation
-engine's queues and writes. Labels are provider names, kinds and results: never a user, a token or
+engine's queues and writes, and the access controller's bindings and RBAC writes. Labels are provider names, kinds and results: never a user, a token or
 anything an identity provider sent.
 """
 
@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from identity_operator.access.controller import AccessController
     from identity_operator.engine import Engine
     from identity_operator.okta.reconciler import RunResult
 
@@ -45,6 +46,41 @@ class _EngineCollector(Collector):
             writes.add_metric(["user_status"], engine.stats.status_writes)
             writes.add_metric(["target"], engine.stats.target_writes)
         yield queue
+        yield writes
+
+
+class _AccessCollector(Collector):
+    """Read at scrape time: the access controller's bindings by verdict, its backlog and writes."""
+
+    def __init__(self, access: Callable[[], AccessController | None]) -> None:
+        self.access = access
+
+    def collect(self) -> Iterator[Any]:
+        access = self.access()
+        bindings = GaugeMetricFamily(
+            "kubescim_operator_access_bindings",
+            "AccessBindings by their Ready reason (Applied, RoleNotAllowed, Forbidden, InvalidSpec)",
+            labels=["reason"],
+        )
+        pending = GaugeMetricFamily(
+            "kubescim_operator_access_pending_bindings",
+            "AccessBindings waiting for recomputation: now (urgent) and after bulk work (deferred)",
+            labels=["queue"],
+        )
+        writes = CounterMetricFamily(
+            "kubescim_operator_access_rbac_writes", "RoleBinding / ClusterRoleBinding writes and deletions"
+        )
+        if access is not None:
+            counts: dict[str, int] = {}
+            for reason in access.verdicts.values():
+                counts[reason] = counts.get(reason, 0) + 1
+            for reason in ("Applied", "RoleNotAllowed", "Forbidden", "InvalidSpec"):
+                bindings.add_metric([reason], counts.get(reason, 0))
+            pending.add_metric(["urgent"], len(access.dirty))
+            pending.add_metric(["deferred"], len(access.deferred))
+            writes.add_metric([], access.writes)
+        yield bindings
+        yield pending
         yield writes
 
 
@@ -98,10 +134,15 @@ class OperatorMetrics:
             registry=self.registry,
         )
         self._engine: Engine | None = None
+        self._access: AccessController | None = None
         self.registry.register(_EngineCollector(lambda: self._engine))
+        self.registry.register(_AccessCollector(lambda: self._access))
 
     def watch_engine(self, engine: Engine) -> None:
         self._engine = engine
+
+    def watch_access(self, access: AccessController) -> None:
+        self._access = access
 
     def observe_run(self, provider: str, result: RunResult, kind: str = "Full") -> None:
         outcome = str(result.result)

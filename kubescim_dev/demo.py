@@ -3,7 +3,8 @@
 A generated Okta org (users with departments, cost centers, titles and an employeeID custom attribute;
 "Bifrost Playground: <X> Team" groups and more) is pushed through the gateway exactly as Okta's SCIM
 client would; mapping rules are applied as a platform engineer would with kubectl; the operator builds
-Teams and BusinessUnits; the reconciler checks Okta's Management API; then the result is printed.
+Teams and BusinessUnits, roles and the RoleBindings of AccessBindings; the reconciler checks Okta's
+Management API; then the result is printed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ RULES = [
     "businessunitmapping-costcenter.yaml",
     "businessunitmapping-contractors.yaml",
     "businessunit-platform.yaml",
+]
+ACCESS = [
+    "rolemapping-developers.yaml",
+    "rolemapping-leads.yaml",
+    "rolemapping-platform-admins.yaml",
+    "accessbinding-team-namespace.yaml",
+    "accessbinding-leads-of-team.yaml",
+    "accessbinding-cluster-admin.yaml",
 ]
 
 
@@ -67,6 +76,40 @@ def run_demo(kubeconfig: Path, api_url: str, env: dict[str, str], namespace: str
     )["items"]
     if users:
         cli(["--kubeconfig", str(kubeconfig), "-n", namespace, "explain", "user", users[0]["spec"]["userName"]])
+
+    _step("roles and access: RoleMappings give each user one role; AccessBindings become RoleBindings")
+    kubectl(kubeconfig, "create", "namespace", "engineering", check=False)
+    for name in ACCESS:
+        print(kubectl(kubeconfig, "apply", *ns, "-f", str(REPO_ROOT / "crds" / "examples" / name)).stdout, end="")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        bindings = json.loads(kubectl(kubeconfig, "get", "accessbindings", *ns, "-o", "json").stdout)["items"]
+        if len(bindings) == 3 and all(
+            any(
+                c.get("observedGeneration") == b["metadata"]["generation"]
+                for c in (b.get("status") or {}).get("conditions") or []
+            )
+            for b in bindings
+        ):
+            break
+        time.sleep(0.5)
+    print(kubectl(kubeconfig, "get", "rolemappings,accessbindings", *ns).stdout)
+    print(kubectl(kubeconfig, "get", "rolebindings", "-n", "engineering", "-l", "app.kubernetes.io/managed-by").stdout)
+    refused = kubectl(
+        kubeconfig,
+        "get",
+        "accessbinding",
+        "platform-admins",
+        *ns,
+        "-o",
+        "jsonpath={.status.conditions[0].reason}: {.status.conditions[0].message}",
+    ).stdout
+    print(f"accessbinding platform-admins (cluster-admin): {refused}")
+    leads = json.loads(
+        kubectl(kubeconfig, "get", "scimusers", *ns, "-l", "identity.kubescim.dev/role=lead", "-o", "json").stdout
+    )["items"]
+    if leads:
+        cli(["--kubeconfig", str(kubeconfig), "-n", namespace, "explain", "user", leads[0]["spec"]["userName"]])
 
     _step("the Okta reconciliation (Management API) found the cluster in sync")
     deadline = time.monotonic() + 60

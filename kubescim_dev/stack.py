@@ -75,6 +75,20 @@ async def create_provider(kube: Kube, namespace: str, name: str, spec: dict[str,
     return await rotate_token(kube, namespace, name)
 
 
+# The example IdentityProvider's access settings (crds/examples/identityprovider-okta.yaml), and the
+# chart's default allow-list plus admin: cluster-admin stays refused, to show the guard.
+DEMO_ACCESS: dict[str, object] = {
+    "username": {"attribute": "userName", "prefix": "okta:"},
+    "roles": [
+        {"name": "viewer", "rank": 10},
+        {"name": "developer", "rank": 50},
+        {"name": "lead", "rank": 80},
+        {"name": "platform-admin", "rank": 100},
+    ],
+}
+DEMO_ALLOWED_ROLES = ["ClusterRole/view", "ClusterRole/edit", "ClusterRole/admin"]
+
+
 async def bootstrap(kubeconfig: Path) -> str:
     """The namespace, the operator's peering object, the IdentityProvider, and a provisioning token."""
     async with Kube(KubeConfig.from_file(kubeconfig)) as kube:
@@ -92,7 +106,7 @@ async def bootstrap(kubeconfig: Path) -> str:
                 "apiVersion": API_VERSION,
                 "kind": "IdentityProvider",
                 "metadata": {"name": PROVIDER},
-                "spec": {"displayName": "Okta (local simulator)"},
+                "spec": {"displayName": "Okta (local simulator)", "access": DEMO_ACCESS},
             },
             NAMESPACE,
         )
@@ -150,7 +164,11 @@ class Stack:
         operator = start_operator(
             self.kubeconfig,
             NAMESPACE,
-            extra_env={"KUBESCIM_SCIM_PUBLIC_URL": gateway.url, "KUBESCIM_RECONCILE_FIRST_DELAY_SECONDS": "1"},
+            extra_env={
+                "KUBESCIM_SCIM_PUBLIC_URL": gateway.url,
+                "KUBESCIM_RECONCILE_FIRST_DELAY_SECONDS": "1",
+                "KUBESCIM_ACCESS_ALLOWED_ROLES": json.dumps(DEMO_ALLOWED_ROLES),
+            },
         )
         self.processes.append(operator)
         return {

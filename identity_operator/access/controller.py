@@ -37,6 +37,7 @@ from identity_operator.access.plan import (
     selected_teams,
     selector_matches,
     subject_names,
+    subjects_of,
 )
 from identity_operator.records import AccessBindingRecord
 from identity_operator.writer import Writer
@@ -79,6 +80,7 @@ class AccessController:
     subjects_per_object: int = 1000
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     observed: dict[ObjectKey, Body] = field(default_factory=dict)
+    observed_subjects: dict[ObjectKey, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     # Objects of each binding (by the owner label): the plan compares only a binding's own objects.
     by_binding: dict[str, set[ObjectKey]] = field(default_factory=lambda: defaultdict(set))
     dirty: set[str] = field(default_factory=set)
@@ -86,6 +88,7 @@ class AccessController:
     backlog: Callable[[], int] = lambda: 0  # the engine's bulk backlog (users still to recompute)
     _deferred_since: float = 0.0
     writes: int = 0
+    verdicts: dict[str, str] = field(default_factory=dict)  # binding -> its Ready reason (for metrics)
     ready_sources: set[str] = field(default_factory=set)  # "engine", "namespaces", "rolebindings", ...
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -218,12 +221,14 @@ class AccessController:
         if labels.get(LABEL_ACCESS_BINDING_NAMESPACE) != self.namespace:
             return
         self.observed[key] = body
+        self.observed_subjects[key] = subjects_of(body)
         owner = labels.get(LABEL_ACCESS_BINDING)
         if owner:
             self.by_binding[owner].add(key)
 
     def _forget(self, key: ObjectKey) -> None:
         body = self.observed.pop(key, None)
+        self.observed_subjects.pop(key, None)
         if body is None:
             return
         owner = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_ACCESS_BINDING)
@@ -268,6 +273,7 @@ class AccessController:
         if record is None:
             await self._apply(plan({}, observed))  # the AccessBinding is gone: so are its grants
             self._references.pop(name, None)
+            self.verdicts.pop(name, None)
             return
         spec = record.spec
         if spec is None:
@@ -294,8 +300,9 @@ class AccessController:
             frozenset(spec.subjects.business_units or []),
             frozenset(spec.subjects.roles or []),
         )
+        await asyncio.sleep(0)  # the computation above is CPU: let a user's own change in between
         try:
-            await self._apply(plan(desired, observed))
+            await self._apply(plan(desired, observed, self.observed_subjects))
         except ApiError as error:
             if error.status != 403:
                 raise
@@ -324,7 +331,12 @@ class AccessController:
                             raise
                     self._forget(action.key)
                 if action.verb != "delete":
-                    stored = await self.writer.apply(resource, action.body, namespace or None)
+                    try:
+                        stored = await self.writer.apply(resource, action.body, namespace or None)
+                    except ApiError as error:
+                        if error.status == 403 and "being terminated" in error.message:
+                            return  # the namespace is going away, and its bindings with it
+                        raise
                     stored.setdefault("kind", kind)
                     self._remember(stored)
                 self.writes += 1
@@ -347,6 +359,7 @@ class AccessController:
         *,
         warn: bool = False,
     ) -> None:
+        self.verdicts[record.name] = reason
         previous = record.status.get("conditions") or []
         status = AccessBindingStatus(
             subject_count=subjects,

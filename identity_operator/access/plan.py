@@ -219,8 +219,11 @@ def desired_objects(
     kind: ObjectKind = "ClusterRoleBinding" if cluster else "RoleBinding"
     role_ref = {"apiGroup": RBAC_GROUP, "kind": spec.role_ref.kind.value, "name": spec.role_ref.name}
     objects: dict[ObjectKey, Body] = {}
+    # One subject list per shard, shared by that shard's object in every namespace: a selector
+    # binding over 50 namespaces builds its subjects once, not 50 times.
+    payloads = [[{"kind": k, "apiGroup": RBAC_GROUP, "name": n} for k, n in bucket] for bucket in buckets]
     for target_namespace in [""] if namespaces is None else namespaces:
-        for index, bucket in enumerate(buckets):
+        for index, _bucket in enumerate(buckets):
             name = object_name(binding_namespace, binding, index, cluster)
             metadata: Body = {
                 "name": name,
@@ -234,7 +237,7 @@ def desired_objects(
                 "kind": kind,
                 "metadata": metadata,
                 "roleRef": role_ref,
-                "subjects": [{"kind": k, "apiGroup": RBAC_GROUP, "name": n} for k, n in bucket],
+                "subjects": payloads[index],
             }
     return objects
 
@@ -258,32 +261,47 @@ class Action:
     uid: str | None = None
 
 
-def _ours_differ(desired: Body, observed: Body) -> bool:
-    meta, seen = desired["metadata"], observed.get("metadata") or {}
-    labels = seen.get("labels") or {}
-    annotations = seen.get("annotations") or {}
+def subjects_of(body: Body) -> tuple[tuple[str, str], ...]:
+    """An RBAC object's subjects as comparable pairs (the controller keeps them per observed object,
+    computed once per watch event rather than on every plan)."""
+    return tuple((str(s.get("kind")), str(s.get("name"))) for s in body.get("subjects") or [])
+
+
+def _ours_differ(desired: Body, observed: Body, desired_subjects: tuple[tuple[str, str], ...], seen: Any) -> bool:
+    meta, current = desired["metadata"], observed.get("metadata") or {}
+    labels = current.get("labels") or {}
+    annotations = current.get("annotations") or {}
     return (
         any(labels.get(k) != v for k, v in meta["labels"].items())
         or any(annotations.get(k) != v for k, v in meta["annotations"].items())
-        or _subjects(observed) != _subjects(desired)
+        or seen != desired_subjects
     )
 
 
-def _subjects(body: Body) -> list[tuple[str, str]]:
-    return [(str(s.get("kind")), str(s.get("name"))) for s in body.get("subjects") or []]
-
-
-def plan(desired: Mapping[ObjectKey, Body], observed: Mapping[ObjectKey, Body]) -> list[Action]:
+def plan(
+    desired: Mapping[ObjectKey, Body],
+    observed: Mapping[ObjectKey, Body],
+    observed_subjects: Mapping[ObjectKey, tuple[tuple[str, str], ...]] | None = None,
+) -> list[Action]:
     """The writes that turn `observed` (the objects labelled as this binding's) into `desired`.
-    Fields others add (labels, annotations) are not compared: they are theirs to keep."""
+    Fields others add (labels, annotations) are not compared: they are theirs to keep.
+    `observed_subjects`: subjects_of() of each observed object, if the caller keeps them."""
     actions: list[Action] = []
+    known = observed_subjects or {}
+    shared: dict[int, tuple[tuple[str, str], ...]] = {}  # one conversion per shared subject list
     for key, body in sorted(desired.items()):
         current = observed.get(key)
         if current is None:
             actions.append(Action("create", key, body))
-        elif (current.get("roleRef") or {}) != body["roleRef"]:
+            continue
+        if (current.get("roleRef") or {}) != body["roleRef"]:
             actions.append(Action("recreate", key, body, _uid(current)))
-        elif _ours_differ(body, current):
+            continue
+        wanted = shared.get(id(body["subjects"]))
+        if wanted is None:
+            wanted = shared[id(body["subjects"])] = subjects_of(body)
+        seen = known.get(key)
+        if _ours_differ(body, current, wanted, seen if seen is not None else subjects_of(current)):
             actions.append(Action("update", key, body, _uid(current)))
     actions.extend(Action("delete", key, None, _uid(observed[key])) for key in sorted(observed) if key not in desired)
     return actions

@@ -26,7 +26,7 @@ from kubescim.constants import ACCESS_BINDINGS, CLUSTER_ROLE_BINDINGS, LABEL_ACC
 from kubescim.explain import explain_user
 from kubescim.kube import EVENTS, NAMESPACES, ApiError, Kube, KubeConfig, Resource
 from kubescim_dev.credentials import service_account_kubeconfig
-from kubescim_dev.processes import start_gateway, start_operator
+from kubescim_dev.processes import ManagedProcess, start_gateway, start_operator
 from tests.conftest import EXAMPLES, KOPF_PEERINGS, Cluster, make_provider
 from tests.integration.test_chart import render
 
@@ -80,6 +80,7 @@ class AccessEnv:
     cluster: Cluster
     ids: dict[str, str]
     operator_kubeconfig: Path
+    operators: list[ManagedProcess]
 
     def can(self, user: str, verb: str, resource: str, namespace: str | None = None) -> bool:
         args = ["auth", "can-i", verb, resource, "--as", f"okta:{user}@example.com"]
@@ -112,6 +113,19 @@ async def eventually(check: Callable[[], Any], timeout: float = 20, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"not true after {timeout}s: {check.__name__}")
         await asyncio.sleep(interval)
+
+
+def start_access_operator(kubeconfig: Path, namespace: str) -> ManagedProcess:
+    """The operator as the chart's ServiceAccount, its allow-list wider than the chart's, 2 subjects per object."""
+    return start_operator(
+        kubeconfig,
+        namespace,
+        standalone=True,
+        extra_env={
+            "KUBESCIM_ACCESS_ALLOWED_ROLES": json.dumps(OPERATOR_ALLOWED),
+            "KUBESCIM_ACCESS_SUBJECTS_PER_OBJECT": "2",
+        },
+    )
 
 
 def chart_rbac(namespace: str) -> str:
@@ -165,16 +179,7 @@ async def access_env(crds: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
             ),
         )
     gateway = await asyncio.to_thread(start_gateway, crds.kubeconfig, namespace)
-    operator = await asyncio.to_thread(
-        start_operator,
-        operator_kubeconfig,
-        namespace,
-        standalone=True,
-        extra_env={
-            "KUBESCIM_ACCESS_ALLOWED_ROLES": json.dumps(OPERATOR_ALLOWED),
-            "KUBESCIM_ACCESS_SUBJECTS_PER_OBJECT": "2",
-        },
-    )
+    operators = [await asyncio.to_thread(start_access_operator, operator_kubeconfig, namespace)]
     scim = httpx.AsyncClient(
         base_url=gateway.url + "/scim/v2",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
@@ -195,10 +200,10 @@ async def access_env(crds: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
             )
             assert response.status_code == 201, response.text
             ids[user] = response.json()["id"]
-        yield AccessEnv(namespace, eng, apps, scim, kube, crds, ids, operator_kubeconfig)
+        yield AccessEnv(namespace, eng, apps, scim, kube, crds, ids, operator_kubeconfig, operators)
     finally:
         await scim.aclose()
-        for process in (gateway, operator):
+        for process in (gateway, *operators):
             process.stop()
             print(f"\n--- {process.name} log ---\n{process.log(30)}")
         for name in (namespace, eng, apps):
@@ -414,3 +419,77 @@ async def test_explain_user_lists_what_the_user_may_do_and_why(access_env: Acces
     outsider = await explain_user(env.kube, env.namespace, "sales2@example.com")
     assert "role: (none" in outsider
     assert "access (as Kubernetes user okta:sales2@example.com):\n  (none)" in outsider
+
+
+async def test_a_restarted_operator_rewrites_nothing_and_revokes_nothing(access_env: AccessEnv) -> None:
+    """After a restart the engine recomputes every user before access looks: the RBAC objects keep
+    their resourceVersions and nobody loses access in between."""
+    env = access_env
+    await env.apply_binding(
+        "restart-view",
+        {"subjects": {"teams": ["engineering"]}, "roleRef": {"name": VIEW}, "scope": {"namespaces": [env.eng]}},
+    )
+    await env.apply_binding(
+        "restart-leads",
+        {"subjects": {"roles": ["lead"]}, "roleRef": {"name": VIEW}, "scope": {"namespaces": [env.apps]}},
+    )
+    await eventually(lambda: _condition(env, "restart-view", "Applied"))
+    await eventually(lambda: _condition(env, "restart-leads", "Applied"))
+    before = {
+        o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in await env.binding_objects("restart-view")
+    }
+    env.operators[-1].stop()
+    version = await env.kube.current_version(ROLE_BINDINGS, env.eng)
+    writes: list[str] = []
+
+    async def watch() -> None:
+        async for event in env.kube.watch(ROLE_BINDINGS, env.eng, resource_version=version, timeout_seconds=60):
+            if event["type"] != "BOOKMARK":
+                writes.append(f"{event['type']} {event['object']['metadata']['name']}")
+
+    watcher = asyncio.create_task(watch())
+    env.operators.append(await asyncio.to_thread(start_access_operator, env.operator_kubeconfig, env.namespace))
+    # The new operator has settled once it answers a change: a new member shows up.
+    started = time.monotonic()
+    await env.scim.patch(
+        f"/Users/{env.ids['sales2']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "title", "value": "Manager"}],
+        },
+    )
+    await eventually(lambda: asyncio.to_thread(env.can, "sales2", "list", "pods", env.apps), timeout=30)
+    await asyncio.sleep(1)
+    watcher.cancel()
+    print(f"\nrestart -> settled and serving changes in {time.monotonic() - started:.1f} s; writes: {writes}")
+    after = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in await env.binding_objects("restart-view")}
+    assert after == before
+    assert not [w for w in writes if "restart-view" in w]
+    await env.scim.patch(
+        f"/Users/{env.ids['sales2']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "title", "value": "Analyst"}],
+        },
+    )
+
+
+async def test_metrics_count_bindings_by_verdict_and_rbac_writes(access_env: AccessEnv) -> None:
+    env = access_env
+    port = env.operators[-1].env["KUBESCIM_METRICS_PORT"]
+
+    async def scraped() -> dict[str, float]:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        samples = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("kubescim_operator_access")
+        }
+        return samples if samples.get('kubescim_operator_access_bindings{reason="Forbidden"}') else {}
+
+    samples = await eventually(scraped)
+    assert samples['kubescim_operator_access_bindings{reason="RoleNotAllowed"}'] == 1
+    assert samples['kubescim_operator_access_bindings{reason="Forbidden"}'] == 1
+    assert samples['kubescim_operator_access_bindings{reason="Applied"}'] >= 3
+    assert samples["kubescim_operator_access_rbac_writes_total"] >= 1  # sales2's title, changed back
