@@ -6,9 +6,10 @@ namespace selector, and one binding of every employee, split into many objects).
 
 1. Deactivation: a SCIM PATCH active=false through the gateway, from its 2xx until the API server's
    authorizer (a SubjectAccessReview, what `kubectl auth can-i --as` asks) denies that user in a
-   namespace a binding had granted; p50 and p99.
+   namespace a binding had granted; p50 and p99, for users whose revocation changes 6 RBAC objects
+   and for leads, also in ten bindings over every namespace (506 objects).
 2. Rule edit: a RoleMapping every user matches stops matching and matches again; RBAC object writes
-   counted from a watch, per changed object (target: one).
+   counted from a watch (updates, creations and deletions), per changed object (target: one).
 """
 
 from __future__ import annotations
@@ -195,10 +196,17 @@ async def bench_access(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[st
         out["largest_object_subjects"] = max(len(o.get("subjects") or []) for o in objects)
 
         # 1. Deactivation -> denied. Every user holds member or lead, granted in namespaces[0].
-        user_objects, _ = await kube.list(SCIM_USERS, env.namespace, limit=500)
-        latencies: list[float] = []
+        # Two kinds of user: most hold `member` (granted by 5 objects in namespaces[0..4] plus their
+        # team's), a lead (title T0) is also in the ten selector bindings: 500 more objects to change.
+        user_objects, _ = await kube.list(SCIM_USERS, env.namespace)
+        leaders = [u for u in user_objects if u["spec"].get("title") == "T0"]
+        members = [u for u in user_objects if u["spec"].get("title") != "T0"]
+        lead_samples = max(1, sizes.access_samples // 10)
+        chosen = [(u, "member") for u in random.sample(members, min(sizes.access_samples - lead_samples, len(members)))]
+        chosen += [(u, "lead") for u in random.sample(leaders, min(lead_samples, len(leaders)))]
+        latencies: dict[str, list[float]] = {"member": [], "lead": []}
         async with env.scim(4) as client:
-            for user in random.sample(user_objects, min(sizes.access_samples, len(user_objects))):
+            for user, kind in chosen:
                 username = f"okta:{user['spec']['userName']}"
                 scim_id = user["metadata"]["labels"]["identity.kubescim.dev/scim-id"]
                 assert await allowed(kube, username, namespaces[0]), username
@@ -207,16 +215,22 @@ async def bench_access(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[st
                 acknowledged = time.perf_counter()
                 while await allowed(kube, username, namespaces[0]):
                     await asyncio.sleep(0.005)
-                latencies.append(time.perf_counter() - acknowledged)
+                latencies[kind].append(time.perf_counter() - acknowledged)
                 response = await client.patch(f"/Users/{scim_id}", json=_active(True))
                 assert response.status_code == 200, response.text
                 while not await allowed(kube, username, namespaces[0]):
                     await asyncio.sleep(0.01)
+                await asyncio.sleep(0.5)  # the reactivation's writes done: samples do not overlap
         out["deactivation_to_denied"] = {
-            "p50_ms": round(percentile(latencies, 50) * 1000, 1),
-            "p99_ms": round(percentile(latencies, 99) * 1000, 1),
-            "max_ms": round(max(latencies) * 1000, 1),
-            "samples": len(latencies),
+            kind: {
+                "objects_to_change": 5 + 1 if kind == "member" else 5 + 1 + 10 * spaces,
+                "p50_ms": round(percentile(values, 50) * 1000, 1),
+                "p99_ms": round(percentile(values, 99) * 1000, 1),
+                "max_ms": round(max(values) * 1000, 1),
+                "samples": len(values),
+            }
+            for kind, values in latencies.items()
+            if values
         }
 
         # 2. A rule edit moving every user out of `member` and back: RBAC writes per changed object.
@@ -233,7 +247,7 @@ async def bench_access(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[st
                     timeout_seconds=600,
                     label_selector=f"{LABEL_ACCESS_BINDING_NAMESPACE}={env.namespace}",
                 ):
-                    if event["type"] in ("MODIFIED", "ADDED"):
+                    if event["type"] in ("MODIFIED", "ADDED", "DELETED"):
                         meta = event["object"]["metadata"]
                         key = f"{meta['namespace']}/{meta['name']}"
                         seen[key] = seen.get(key, 0) + 1

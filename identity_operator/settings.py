@@ -39,5 +39,5 @@ class OperatorSettings(KubescimSettings):
         "Empty: none. The chart renders the same list into the operator's `bind` permission.",
     )
     access_subjects_per_object: int = Field(
-        default=1000, ge=1, le=5000, description="Subjects per RoleBinding before a binding is split."
+        default=500, ge=1, le=5000, description="Subjects per RoleBinding before a binding is split."
     )

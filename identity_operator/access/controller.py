@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity_operator.access.plan import (
+    DEFAULT_SUBJECTS_PER_OBJECT,
     Body,
     Directory,
     ObjectKey,
@@ -59,7 +60,7 @@ log = logging.getLogger("kubescim.operator.access")
 RESOURCES: dict[ObjectKind, Resource] = {"RoleBinding": ROLE_BINDINGS, "ClusterRoleBinding": CLUSTER_ROLE_BINDINGS}
 BATCH_SECONDS = 0.02  # a burst of changes (a group push) becomes one recomputation per binding
 DEFER_POLL_SECONDS = 0.1
-MAX_DEFER_SECONDS = 10.0  # bulk work never holds a binding back longer than this
+MAX_DEFER_SECONDS = 30.0  # bulk work never holds a binding back longer than this
 
 
 def object_key(body: Body) -> ObjectKey | None:
@@ -77,7 +78,7 @@ class AccessController:
     allowed_roles: frozenset[str]
     bindings: Callable[[], dict[str, AccessBindingRecord]]
     directory: Callable[[], Directory]
-    subjects_per_object: int = 1000
+    subjects_per_object: int = DEFAULT_SUBJECTS_PER_OBJECT
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     observed: dict[ObjectKey, Body] = field(default_factory=dict)
     observed_subjects: dict[ObjectKey, tuple[tuple[str, str], ...]] = field(default_factory=dict)

@@ -41,7 +41,7 @@ from kubescim.constants import (
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC_API_VERSION = f"{RBAC_GROUP}/v1"
 ANNOTATION_BINDING_UID = f"{GROUP}/access-binding-uid"
-DEFAULT_SUBJECTS_PER_OBJECT = 1000  # ~100 KiB per object at 100 bytes a subject
+DEFAULT_SUBJECTS_PER_OBJECT = 500  # ~50 KiB per object; a write costs in proportion to its size
 ObjectKind = Literal["RoleBinding", "ClusterRoleBinding"]
 # (kind, namespace or "" for cluster-scoped, name)
 ObjectKey = tuple[ObjectKind, str, str]

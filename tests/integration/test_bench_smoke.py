@@ -32,7 +32,7 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     assert results["okta"]["initial"]["result"] == "Succeeded"
     assert results["okta"]["no_drift"]["kubernetes_writes"] == 0
     assert results["operator"]["propagation"]["samples"] > 0
-    assert results["access"]["deactivation_to_denied"]["samples"] > 0
+    assert results["access"]["deactivation_to_denied"]["member"]["samples"] > 0
     assert results["access"]["rule_edit"]["revoke_all"]["objects_changed"] > 0
     report = (tmp_path / "latest.md").read_text()
     for heading in (
