@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from identity_operator.access.plan import Directory, Principal, kubernetes_username
 from identity_operator.mapping import Desired, Grant, Rule, TargetKind, applies_to, compose, evaluate_user, matches
+from identity_operator.memberships import Memberships
 from identity_operator.records import (
     GroupRecord,
     RoleRuleRecord,
@@ -138,11 +139,7 @@ class Engine:
     write_to: InitVar[Writer | None] = None  # tests give a MemoryWriter; else the shared client
     writer: Writer = field(init=False)
     indexes: View | None = None  # the store's view, set by start()
-    desired: dict[str, Desired] = field(default_factory=dict)
-    members: dict[TargetKey, dict[str, tuple[Provenance, ...]]] = field(default_factory=lambda: defaultdict(dict))
-    rule_users: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
-    rule_targets: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
-    suggestions: dict[TargetKey, tuple[int, str, str | None, str | None]] = field(default_factory=dict)
+    memberships: Memberships = field(default_factory=Memberships)
     issues: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     written: dict[str, Written] = field(default_factory=dict)
     # Roles (RoleMapping): each user's verdict, the holders of each role, the users each role rule matches.
@@ -292,7 +289,7 @@ class Engine:
         assert self.indexes is not None
         self._rules_cache = None
         key = (kind, name)
-        affected = set(self.rule_users.get(key, ()))
+        affected = set(self.memberships.rule_users.get(key, ()))
         record: RuleRecord | None = self.indexes.rules.get(key)
         if record is not None and record.rule.problem is None:
             for user in self.indexes.users.values():
@@ -305,9 +302,9 @@ class Engine:
                 self.mark_targets([("BusinessUnit", record.rule.spec.target.business_unit)])
             if record.rule.spec.final or self._has_final_rules():
                 # `final` changes which other rules apply: everyone the kind's rules touch may move.
-                affected.update(u for (k, _), users in self.rule_users.items() if k == kind for u in users)
+                affected.update(u for (k, _), users in self.memberships.rule_users.items() if k == kind for u in users)
         self.dirty_rules.add(key)
-        self.mark_targets([(kind, target) for target in self.rule_targets.get(key, set())])
+        self.mark_targets([(kind, target) for target in self.memberships.rule_targets.get(key, set())])
         self.mark_users(affected)
 
     def role_rules_changed(self, name: str) -> None:
@@ -346,7 +343,7 @@ class Engine:
         old_unit = old.business_unit if old else None
         new_unit = new.business_unit if new else None
         if kind == "Team" and old_unit != new_unit:
-            affected.update(self.members.get((kind, name), {}))
+            affected.update(self.memberships.members.get((kind, name), {}))
             self.mark_targets([("BusinessUnit", u) for u in (old_unit, new_unit) if u])
         self.mark_targets([(kind, name)])
         self.mark_users(affected)
@@ -461,7 +458,7 @@ class Engine:
         else:
             self.principals[name] = principal
         if self.access is not None and (before != principal or old != verdict):
-            desired = self.desired.get(name)
+            desired = self.memberships.desired.get(name)
             self.access.mark(
                 teams=desired.teams if desired else (),
                 units=desired.business_units if desired else (),
@@ -475,8 +472,8 @@ class Engine:
         prefixes = sorted({p.access.group_prefix for p in self.indexes.providers.values()}) or [""]
         return Directory(
             principals=self.principals,
-            team_members=KindMembers(self.members, "Team"),
-            unit_members=KindMembers(self.members, "BusinessUnit"),
+            team_members=KindMembers(self.memberships.members, "Team"),
+            unit_members=KindMembers(self.memberships.members, "BusinessUnit"),
             role_holders=self.role_holders,
             team_labels={t.name: t.labels for t in self.indexes.targets.values() if t.kind == "Team"},
             group_prefixes=tuple(prefixes),
@@ -497,41 +494,8 @@ class Engine:
         return desired, grants
 
     def _update_reverse(self, name: str, desired: Desired | None, grants: list[Grant], urgent: bool = True) -> None:
-        old = self.desired.pop(name, None)
-        changed: set[TargetKey] = set()
-        for kind, mapping in (("Team", old.teams if old else {}), ("BusinessUnit", old.business_units if old else {})):
-            for target in mapping:
-                self.members[(kind, target)].pop(name, None)  # type: ignore[index]
-                changed.add((kind, target))  # type: ignore[arg-type]
-        for rule_key, key_set in self.rule_users.items():
-            if name in key_set:
-                key_set.discard(name)
-                self.dirty_rules.add(rule_key)
-        if desired is not None:
-            self.desired[name] = desired
-            for kind, mapping in (("Team", desired.teams), ("BusinessUnit", desired.business_units)):
-                for target, provenance in mapping.items():
-                    self.members[(kind, target)][name] = provenance  # type: ignore[index]
-                    key = (kind, target)
-                    if key in changed and old is not None:
-                        old_map = old.teams if kind == "Team" else old.business_units
-                        if old_map.get(target) == provenance:
-                            changed.discard(key)
-                            continue
-                    changed.add(key)  # type: ignore[arg-type]
-            for grant in grants:
-                rule = grant.provenance.rule or ""
-                self.rule_users[(grant.kind, rule)].add(name)
-                self.dirty_rules.add((grant.kind, rule))
-                self.rule_targets[(grant.kind, rule)].add(grant.target)
-                current = self.suggestions.get((grant.kind, grant.target))
-                if current is None or (-grant.priority, rule) < (-current[0], current[1]):
-                    self.suggestions[(grant.kind, grant.target)] = (
-                        grant.priority,
-                        rule,
-                        grant.display_name,
-                        grant.business_unit,
-                    )
+        changed, rules = self.memberships.update(name, desired, grants)
+        self.dirty_rules.update(rules)
         self.mark_targets(changed)
         if self.access is not None and changed:
             self.access.mark(
@@ -635,9 +599,9 @@ class Engine:
             self.evaluate(name, urgent)
             self.written.pop(name, None)
             return
-        if evaluated is not None and evaluated[0] == user.resource_version and name in self.desired:
+        if evaluated is not None and evaluated[0] == user.resource_version and name in self.memberships.desired:
             # Evaluated ahead (bulk work) and unchanged since: only the writes are left.
-            desired, verdict, username = self.desired[name], self.roles.get(name), evaluated[1]
+            desired, verdict, username = self.memberships.desired[name], self.roles.get(name), evaluated[1]
         else:
             computed = self.evaluate(name, urgent)
             assert computed is not None
@@ -712,9 +676,9 @@ class Engine:
                 produced.add((rule.kind, rule.spec.target.name))
             if rule.problem is None and rule.kind == "Team" and rule.spec.target.business_unit:
                 produced.add(("BusinessUnit", rule.spec.target.business_unit))
-        for (kind, _rule), targets in self.rule_targets.items():
+        for (kind, _rule), targets in self.memberships.rule_targets.items():
             for target in targets:
-                if self.members.get((kind, target)):  # type: ignore[arg-type]
+                if self.memberships.members.get((kind, target)):  # type: ignore[arg-type]
                     produced.add((kind, target))  # type: ignore[arg-type]
         return produced
 
@@ -761,8 +725,8 @@ class Engine:
     def _rules_for(self, key: TargetKey) -> list[str]:
         names = {
             rule
-            for (kind, rule), targets in self.rule_targets.items()
-            if kind == key[0] and key[1] in targets and self.members.get(key)
+            for (kind, rule), targets in self.memberships.rule_targets.items()
+            if kind == key[0] and key[1] in targets and self.memberships.members.get(key)
         }
         names.update(r.name for r in self.all_rules() if r.kind == key[0] and r.spec.target.name == key[1])
         return sorted(names)
@@ -776,7 +740,7 @@ class Engine:
             return
         resource = TARGET_RESOURCES[kind]
         record: TargetRecord | None = self.indexes.targets.get(key)
-        members = self.members.get(key, {})
+        members = self.memberships.members.get(key, {})
         if record is None:
             if key in produced:
                 await self._create_target(key)
@@ -811,11 +775,11 @@ class Engine:
 
     async def _create_target(self, key: TargetKey) -> None:
         kind, name = key
-        suggestion = self.suggestions.get(key)
+        suggestion = self.memberships.suggestions.get(key)
         rule = next((r for r in self.all_rules() if r.kind == kind and r.spec.target.name == name), None)
-        display = (suggestion[2] if suggestion else None) or name
+        display = (suggestion.display_name if suggestion else None) or name
         spec: dict[str, Any] = {"displayName": display[:256]}
-        unit = (suggestion[3] if suggestion else None) or (rule.spec.target.business_unit if rule else None)
+        unit = (suggestion.business_unit if suggestion else None) or (rule.spec.target.business_unit if rule else None)
         if kind == "Team" and unit:
             spec["businessUnit"] = unit
         body = {
@@ -852,8 +816,8 @@ class Engine:
         kind, name = key
         record: RuleRecord | None = self.indexes.rules.get(key)
         if record is None:
-            self.rule_users.pop(key, None)
-            self.rule_targets.pop(key, None)
+            self.memberships.rule_users.pop(key, None)
+            self.memberships.rule_targets.pop(key, None)
             self.issues.pop(key, None)
             return
         status_key = (f"{kind}Mapping", name)  # not to share a slot with a target of the same name
@@ -862,8 +826,12 @@ class Engine:
             self._flush_wakeup.set()
             return
         previous = record.status.get("conditions") or []
-        users = self.rule_users.get(key, set())
-        targets = sorted(t for t in self.rule_targets.get(key, set()) if self.members.get((kind, t), {}).keys() & users)  # type: ignore[arg-type]
+        users = self.memberships.rule_users.get(key, set())
+        targets = sorted(
+            t
+            for t in self.memberships.rule_targets.get(key, set())
+            if self.memberships.members.get((kind, t), {}).keys() & users  # type: ignore[arg-type]
+        )
         status = MappingStatus(
             matched_users=len(users), targets=targets[:1000], observed_generation=record.generation
         ).dump()

@@ -122,6 +122,21 @@ def _opaque_tag(tag: str) -> str:
     return tag.strip().removeprefix("W/").strip('"')
 
 
+@dataclass(frozen=True)
+class ResourceKind:
+    """One SCIM resource type as the service serves it: its core schema, the attribute that names it
+    uniquely (an equality filter on it is a lookup, not a scan), and whether it has members."""
+
+    name: str
+    core_urn: str
+    unique_attribute: str
+    has_members: bool
+
+
+USERS = ResourceKind("User", USER_URN, "userName", has_members=False)
+GROUPS = ResourceKind("Group", GROUP_URN, "displayName", has_members=True)
+
+
 class ScimService:
     def __init__(self, index: Index, store: KubeStore, *, patch_response_member_limit: int = 10_000) -> None:
         self.index = index
@@ -219,12 +234,19 @@ class ScimService:
             raise not_found(f"Group {scim_id} not found")
         return entry
 
-    async def _candidates(self, collection: Collection, provider: str, query: Query, users: bool) -> list[Entry]:
+    def _collection(self, kind: ResourceKind) -> Collection:
+        return self.index.users if kind is USERS else self.index.groups
+
+    def _schema(self, kind: ResourceKind, provider: str) -> ResourceSchema:
+        return self.users_schema(provider) if kind is USERS else GROUPS_SCHEMA
+
+    async def _candidates(self, kind: ResourceKind, provider: str, query: Query) -> list[Entry]:
         """Entries the filter may match, from an index when the filter allows it."""
+        collection = self._collection(kind)
         if query.filter is not None:
-            unique = equality_lookup(query.filter, "userName" if users else "displayName")
+            unique = equality_lookup(query.filter, kind.unique_attribute)
             if isinstance(unique, str):
-                if users:
+                if kind is USERS:
                     # Okta checks before it creates (and links to what it finds), possibly on another
                     # replica than the one that created or deleted: ask the API server (one GET of
                     # the name the userName derives), never the cache alone.
@@ -240,17 +262,17 @@ class ScimService:
                 return [entry] if entry is not None and entry.provider == provider else []
         return collection.in_order(provider)
 
-    async def list_resources(self, provider: str, query: Query, base_url: str, *, users: bool) -> dict[str, Any]:
-        collection = self.index.users if users else self.index.groups
-        schema = self.users_schema(provider) if users else GROUPS_SCHEMA
+    async def list_resources(self, provider: str, query: Query, base_url: str, kind: ResourceKind) -> dict[str, Any]:
+        collection = self._collection(kind)
+        schema = self._schema(kind, provider)
         attributes = parse_attribute_list(query.attributes)
         excluded = parse_attribute_list(query.excluded_attributes)
-        wants_members = not users and _wants(attributes, excluded, "members", query)
+        wants_members = kind.has_members and _wants(attributes, excluded, "members", query)
 
         def render(entry: Entry, members: bool) -> dict[str, Any]:
-            if users:
-                return self.user_resource(entry, base_url)
-            return self.group_resource(entry, base_url, with_members=members)
+            if kind.has_members:
+                return self.group_resource(entry, base_url, with_members=members)
+            return self.user_resource(entry, base_url)
 
         page: list[tuple[Entry, dict[str, Any] | None]]
         if query.filter is None and not query.sort_by:
@@ -259,9 +281,9 @@ class ScimService:
             total = collection.count(provider)
             page = [(entry, None) for entry in collection.page(provider, query.start_index - 1, query.count)]
         else:
-            candidates = await self._candidates(collection, provider, query, users)
+            candidates = await self._candidates(kind, provider, query)
             filter_needs_members = (
-                query.filter is not None and not users and "members" in attributes_named(query.filter)
+                query.filter is not None and kind.has_members and "members" in attributes_named(query.filter)
             )
             matched: list[tuple[Entry, dict[str, Any] | None]] = []
             for entry in candidates:
@@ -270,12 +292,13 @@ class ScimService:
                     continue
                 resource = render(entry, filter_needs_members)
                 if evaluate(query.filter, resource, schema):
-                    matched.append((entry, resource if (users or filter_needs_members == wants_members) else None))
+                    reusable = not kind.has_members or filter_needs_members == wants_members
+                    matched.append((entry, resource if reusable else None))
             if query.sort_by:
                 matched = self._sorted(matched, query, render, schema)
             total = len(matched)
             page = matched[query.start_index - 1 : query.start_index - 1 + query.count]
-        core_urn = USER_URN if users else GROUP_URN
+        core_urn = kind.core_urn
         resources = [
             project(
                 resource if resource is not None else render(entry, wants_members),

@@ -6,19 +6,20 @@ from fastapi import APIRouter, Response
 
 from scim_gateway.deps import RESOURCE_BODY, Body, Ctx, GatewayDep, IfMatch, ListQueryDep, search_query
 from scim_gateway.responses import ScimResponse, resource_headers
+from scim_gateway.service import GROUPS
 
 router = APIRouter()
 
 
 @router.get("/Groups", tags=["Groups"])
 async def list_groups(ctx: Ctx, gateway: GatewayDep, query: ListQueryDep) -> ScimResponse:
-    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=False))
+    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, GROUPS))
 
 
 @router.post("/Groups/.search", tags=["Groups"], openapi_extra=RESOURCE_BODY)
 async def search_groups(ctx: Ctx, gateway: GatewayDep, body: Body) -> ScimResponse:
     query = search_query(body, gateway)
-    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=False))
+    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, GROUPS))
 
 
 @router.post("/Groups", status_code=201, tags=["Groups"], openapi_extra=RESOURCE_BODY)

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from scim_gateway.deps import RESOURCE_BODY, Body, Ctx, GatewayDep, search_query
 from scim_gateway.responses import ScimResponse
+from scim_gateway.service import GROUPS, USERS
 
 router = APIRouter()
 
@@ -16,8 +17,8 @@ router = APIRouter()
 async def search_all(ctx: Ctx, gateway: GatewayDep, body: Body) -> ScimResponse:
     query = search_query(body, gateway)
     everything = dataclasses.replace(query, start_index=1, count=1_000_000)
-    users = await gateway.service.list_resources(ctx.provider.name, everything, ctx.base_url, users=True)
-    groups = await gateway.service.list_resources(ctx.provider.name, everything, ctx.base_url, users=False)
+    users = await gateway.service.list_resources(ctx.provider.name, everything, ctx.base_url, USERS)
+    groups = await gateway.service.list_resources(ctx.provider.name, everything, ctx.base_url, GROUPS)
     resources = users["Resources"] + groups["Resources"]
     page = resources[query.start_index - 1 : query.start_index - 1 + query.count]
     return ScimResponse(

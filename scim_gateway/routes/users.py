@@ -6,19 +6,20 @@ from fastapi import APIRouter, Response
 
 from scim_gateway.deps import RESOURCE_BODY, Body, Ctx, GatewayDep, IfMatch, ListQueryDep, search_query
 from scim_gateway.responses import ScimResponse, projected, resource_headers
+from scim_gateway.service import USERS
 
 router = APIRouter()
 
 
 @router.get("/Users", tags=["Users"])
 async def list_users(ctx: Ctx, gateway: GatewayDep, query: ListQueryDep) -> ScimResponse:
-    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=True))
+    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, USERS))
 
 
 @router.post("/Users/.search", tags=["Users"], openapi_extra=RESOURCE_BODY)
 async def search_users(ctx: Ctx, gateway: GatewayDep, body: Body) -> ScimResponse:
     query = search_query(body, gateway)
-    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, users=True))
+    return ScimResponse(await gateway.service.list_resources(ctx.provider.name, query, ctx.base_url, USERS))
 
 
 @router.post("/Users", status_code=201, tags=["Users"], openapi_extra=RESOURCE_BODY)
