@@ -38,15 +38,14 @@ from identity_operator.records import (
 )
 from identity_operator.roles import EMPTY_CATALOG, Catalog, RoleRule, RoleVerdict, resolve_role, undeclared
 from identity_operator.settings import OperatorSettings
-from identity_operator.status import role_rule_status, target_status, user_status
+from identity_operator.status import mapping_rule_status, role_rule_status, target_status, user_status
 from identity_operator.writer import KubeWriter, Writer
 from kubescim.api.models import (
     Access,
     MappingSource,
-    MappingStatus,
     Provenance,
 )
-from kubescim.conditions import condition, status_equal
+from kubescim.conditions import status_equal
 from kubescim.constants import (
     API_VERSION,
     BUSINESS_UNIT_LABEL_PREFIX,
@@ -138,7 +137,7 @@ class Engine:
     settings: OperatorSettings
     write_to: InitVar[Writer | None] = None  # tests give a MemoryWriter; else the shared client
     writer: Writer = field(init=False)
-    indexes: View | None = None  # the store's view, set by start()
+    _view: View | None = None  # the store's view, given to start()
     memberships: Memberships = field(default_factory=Memberships)
     issues: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     written: dict[str, Written] = field(default_factory=dict)
@@ -182,14 +181,26 @@ class Engine:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
+    @property
+    def view(self) -> View:
+        """The store's complete view: there is none before start() (handlers wait for the seed)."""
+        if self._view is None:
+            raise RuntimeError("the engine is not started: the store is not seeded yet")
+        return self._view
+
     def __post_init__(self, write_to: Writer | None) -> None:
         self.writer = write_to if write_to is not None else KubeWriter(self.kube, self.settings.namespace)
 
+    def use(self, view: View) -> None:
+        """Compute from this view (the store's, complete). start() does this and starts the workers;
+        unit tests call it alone and drive process_user and flush themselves."""
+        self._view = view
+
     def start(self, indexes: View) -> None:
         """Begin with a complete view: start the workers and recompute everything once."""
-        if self.indexes is not None:
+        if self._view is not None:
             return
-        self.indexes = indexes
+        self.use(indexes)
         self._writes = asyncio.Semaphore(self.settings.write_concurrency)
         self._tasks = [
             *(
@@ -254,23 +265,21 @@ class Engine:
 
     def user_changed(self, name: str) -> None:
         self.mark_users([name], bulk=False)
-        if self.indexes is not None and self.indexes.census.version != self._census_seen:
+        if self._view is not None and self.view.census.version != self._census_seen:
             # An attribute appeared or disappeared: attribute rules re-check what users carry.
-            self._census_seen = self.indexes.census.version
-            self.dirty_rules.update(key for key, r in self.indexes.rules.items() if r.rule.attribute is not None)
+            self._census_seen = self.view.census.version
+            self.dirty_rules.update(key for key, r in self.view.rules.items() if r.rule.attribute is not None)
 
     def group_changed(self, scim_id: str, renamed: bool) -> None:
-        assert self.indexes is not None
         self.dirty_groups.add(scim_id)
         if renamed:  # (also: created or deleted)
-            self.mark_users(self.indexes.users_by_group.get(scim_id, ()))
+            self.mark_users(self.view.users_by_group.get(scim_id, ()))
             self._groups_version += 1
-            self.dirty_rules.update(key for key, r in self.indexes.rules.items() if _group_source(r))
+            self.dirty_rules.update(key for key, r in self.view.rules.items() if _group_source(r))
         self._flush_wakeup.set()
 
     def groups_matched(self, key: tuple[str, str], record: RuleRecord) -> int:
         """How many pushed groups (of the rule's providers) a group-source rule matches."""
-        assert self.indexes is not None
         cached = self._group_matches.get(key)
         if cached is not None and cached[:2] == (record.generation, self._groups_version):
             return cached[2]
@@ -278,7 +287,7 @@ class Engine:
         providers = set(rule.spec.providers or ())
         count = 0
         if rule.matcher is not None:
-            for group in self.indexes.groups.values():
+            for group in self.view.groups.values():
                 if (not providers or group.provider in providers) and rule.matcher.match(group.display_name):
                     count += 1
         self._group_matches[key] = (record.generation, self._groups_version, count)
@@ -286,13 +295,12 @@ class Engine:
 
     def rules_changed(self, kind: TargetKind, name: str) -> None:
         """A rule appeared, changed or went: recompute who had it and who matches it now."""
-        assert self.indexes is not None
         self._rules_cache = None
         key = (kind, name)
         affected = set(self.memberships.rule_users.get(key, ()))
-        record: RuleRecord | None = self.indexes.rules.get(key)
+        record: RuleRecord | None = self.view.rules.get(key)
         if record is not None and record.rule.problem is None:
-            for user in self.indexes.users.values():
+            for user in self.view.users.values():
                 grants, _ = evaluate_user(user.facts(self._group_names(user)), [record.rule])
                 if grants:
                     affected.add(user.name)
@@ -309,14 +317,13 @@ class Engine:
 
     def role_rules_changed(self, name: str) -> None:
         """A RoleMapping appeared, changed or went: recompute who matched it and who matches it now."""
-        assert self.indexes is not None
         self._role_rules_cache = None
         affected = set(self.role_rule_users.get(name, ()))
-        record: RoleRuleRecord | None = self.indexes.role_rules.get(name)
+        record: RoleRuleRecord | None = self.view.role_rules.get(name)
         if record is not None and record.rule.matcher is not None:
             rule = record.rule
             assert rule.matcher is not None
-            for user in self.indexes.users.values():
+            for user in self.view.users.values():
                 facts = user.facts(self._group_names(user))
                 if applies_to(rule.spec, facts) and matches(rule.spec, rule.matcher, rule.attribute, facts):
                     affected.add(user.name)
@@ -326,11 +333,10 @@ class Engine:
 
     def provider_changed(self, name: str) -> None:
         """A provider's access settings changed (roles, ranks, usernames): its users are recomputed."""
-        assert self.indexes is not None
         self._role_rules_cache = None
-        self.dirty_role_rules.update(self.indexes.role_rules)
+        self.dirty_role_rules.update(self.view.role_rules)
         self._flush_wakeup.set()
-        self.mark_users(u.name for u in self.indexes.users.values() if u.provider == name)
+        self.mark_users(u.name for u in self.view.users.values() if u.provider == name)
 
     def target_changed(self, kind: TargetKind, name: str, old: TargetRecord | None, new: TargetRecord | None) -> None:
         """Manual members or a team's business unit changed: recompute those users."""
@@ -352,45 +358,40 @@ class Engine:
         return any(r.spec.final for r in self.all_rules())
 
     def _users_named(self, user_name: str, provider: str | None) -> set[str]:
-        assert self.indexes is not None
-        names = set(self.indexes.users_by_user_name.get(fold(user_name), ()))
+        names = set(self.view.users_by_user_name.get(fold(user_name), ()))
         if provider is None:
             return names
-        return {n for n in names if (u := self.indexes.users.get(n)) is not None and u.provider == provider}
+        return {n for n in names if (u := self.view.users.get(n)) is not None and u.provider == provider}
 
     # --- evaluation -----------------------------------------------------------------------------
 
     def all_rules(self) -> list[Rule]:
-        assert self.indexes is not None
         if self._rules_cache is None:
-            self._rules_cache = [r.rule for r in self.indexes.rules.values()]
+            self._rules_cache = [r.rule for r in self.view.rules.values()]
         return self._rules_cache
 
     def _group_names(self, user: UserRecord) -> tuple[str, ...]:
-        assert self.indexes is not None
         names = []
         for group_id in user.group_ids:
-            group: GroupRecord | None = self.indexes.groups.get(group_id)
+            group: GroupRecord | None = self.view.groups.get(group_id)
             if group is not None and group.provider == user.provider:
                 names.append(group.display_name)
         return tuple(sorted(names))
 
     def _manual(self, user: UserRecord) -> tuple[list[str], list[str]]:
-        assert self.indexes is not None
         teams: list[str] = []
         units: list[str] = []
         folded = user.folded_user_name
-        for target in self.indexes.targets.values():
+        for target in self.view.targets.values():
             for member in target.manual_members:
                 if fold(member.user_name) == folded and member.provider in (None, user.provider):
                     (teams if target.kind == "Team" else units).append(target.name)
         return teams, units
 
     def _team_units(self, teams: Iterable[str], grants: list[Grant]) -> dict[str, str]:
-        assert self.indexes is not None
         units: dict[str, str] = {}
         for team in teams:
-            record: TargetRecord | None = self.indexes.targets.get(("Team", team))
+            record: TargetRecord | None = self.view.targets.get(("Team", team))
             if record is not None:
                 if record.business_unit:
                     units[team] = record.business_unit
@@ -404,25 +405,21 @@ class Engine:
         return units
 
     def role_rules(self) -> list[RoleRule]:
-        assert self.indexes is not None
         if self._role_rules_cache is None:
-            self._role_rules_cache = [r.rule for r in self.indexes.role_rules.values()]
+            self._role_rules_cache = [r.rule for r in self.view.role_rules.values()]
         return self._role_rules_cache
 
     def _access(self, provider: str) -> Access:
-        assert self.indexes is not None
-        record = self.indexes.providers.get(provider)
+        record = self.view.providers.get(provider)
         return record.access if record is not None else Access()
 
     def catalogs(self) -> dict[str, Catalog]:
-        assert self.indexes is not None
-        return {name: record.catalog for name, record in self.indexes.providers.items()}
+        return {name: record.catalog for name, record in self.view.providers.items()}
 
     def compute_access(self, user: UserRecord) -> tuple[RoleVerdict | None, str | None]:
         """The user's role and Kubernetes username."""
-        assert self.indexes is not None
         facts = user.facts(self._group_names(user))
-        record = self.indexes.providers.get(user.provider)
+        record = self.view.providers.get(user.provider)
         catalog = record.catalog if record is not None else EMPTY_CATALOG
         verdict = resolve_role(facts, self.role_rules(), catalog)
         return verdict, kubernetes_username(facts.resource, self._access(user.provider))
@@ -468,14 +465,13 @@ class Engine:
 
     def directory(self) -> Directory:
         """Who is where, for the access controller: active users, members, role holders."""
-        assert self.indexes is not None
-        prefixes = sorted({p.access.group_prefix for p in self.indexes.providers.values()}) or [""]
+        prefixes = sorted({p.access.group_prefix for p in self.view.providers.values()}) or [""]
         return Directory(
             principals=self.principals,
             team_members=KindMembers(self.memberships.members, "Team"),
             unit_members=KindMembers(self.memberships.members, "BusinessUnit"),
             role_holders=self.role_holders,
-            team_labels={t.name: t.labels for t in self.indexes.targets.values() if t.kind == "Team"},
+            team_labels={t.name: t.labels for t in self.view.targets.values() if t.kind == "Team"},
             group_prefixes=tuple(prefixes),
         )
 
@@ -558,8 +554,7 @@ class Engine:
         self, name: str, urgent: bool = False
     ) -> tuple[Desired, list[Grant], RoleVerdict | None, str | None] | None:
         """Compute one user and update every index (members, roles, access), without writing."""
-        assert self.indexes is not None
-        user: UserRecord | None = self.indexes.users.get(name)
+        user: UserRecord | None = self.view.users.get(name)
         if user is None:
             self._update_reverse(name, None, [], urgent)
             self._update_access(name, None, None, None, urgent)
@@ -592,8 +587,7 @@ class Engine:
             log.exception("unexpected error updating user", extra={"user": name})
 
     async def process_user(self, name: str, urgent: bool = True) -> None:
-        assert self.indexes is not None
-        user: UserRecord | None = self.indexes.users.get(name)
+        user: UserRecord | None = self.view.users.get(name)
         evaluated = self._evaluated.pop(name, None)
         if user is None:
             self.evaluate(name, urgent)
@@ -690,7 +684,7 @@ class Engine:
         produced = self.produced_targets()
         # A team's business unit changed its member list: the unit's status lists the team.
         for kind, name in list(targets):
-            record = self.indexes.targets.get((kind, name)) if self.indexes else None
+            record = self.view.targets.get((kind, name))
             if kind == "Team" and record is not None and record.business_unit:
                 targets.add(("BusinessUnit", record.business_unit))
         target_keys, rule_keys, group_keys = sorted(targets), sorted(rules), sorted(groups)
@@ -732,14 +726,13 @@ class Engine:
         return sorted(names)
 
     async def _flush_target(self, key: TargetKey, produced: set[TargetKey]) -> None:
-        assert self.indexes is not None
         kind, name = key
         if not self._status_write_due(key):
             self.dirty_targets.add(key)
             self._flush_wakeup.set()
             return
         resource = TARGET_RESOURCES[kind]
-        record: TargetRecord | None = self.indexes.targets.get(key)
+        record: TargetRecord | None = self.view.targets.get(key)
         members = self.memberships.members.get(key, {})
         if record is None:
             if key in produced:
@@ -801,20 +794,18 @@ class Engine:
                 raise
 
     def _target_status(self, record: TargetRecord, members: Mapping[str, tuple[Provenance, ...]]) -> dict[str, Any]:
-        assert self.indexes is not None
-        users = self.indexes.users
+        users = self.view.users
         names = {key: user.user_name for key in members if (user := users.get(key)) is not None}
         rule_names = self._rules_for(record.key)
         rules = [r for r in self.all_rules() if r.name in set(rule_names)]
         teams = sorted(
-            t.name for t in self.indexes.targets.values() if t.kind == "Team" and t.business_unit == record.name
+            t.name for t in self.view.targets.values() if t.kind == "Team" and t.business_unit == record.name
         )
         return target_status(record, members, names, rule_names, rules, teams, self.settings.member_status_limit)
 
     async def _flush_rule(self, key: tuple[str, str]) -> None:
-        assert self.indexes is not None
         kind, name = key
-        record: RuleRecord | None = self.indexes.rules.get(key)
+        record: RuleRecord | None = self.view.rules.get(key)
         if record is None:
             self.memberships.rule_users.pop(key, None)
             self.memberships.rule_targets.pop(key, None)
@@ -832,61 +823,17 @@ class Engine:
             for t in self.memberships.rule_targets.get(key, set())
             if self.memberships.members.get((kind, t), {}).keys() & users  # type: ignore[arg-type]
         )
-        status = MappingStatus(
-            matched_users=len(users), targets=targets[:1000], observed_generation=record.generation
-        ).dump()
         problem = record.rule.problem
-        issues = sorted(self.issues.get(key, set()))
-        status["conditions"] = [
-            condition(
-                "Ready",
-                problem is None,
-                "InvalidRule" if problem else "Valid",
-                problem or f"matches {len(users)} user(s)",
-                previous,
-                record.generation,
-            ),
-            condition(
-                "Degraded",
-                bool(issues),
-                "RenderProblems" if issues else "NoProblems",
-                "; ".join(issues[:5]) or "every match renders a valid name",
-                previous,
-                record.generation,
-            ),
-        ]
         attribute_check = None
         if record.rule.attribute is not None and problem is None:
-            attribute_check = self.indexes.census.check(
+            attribute_check = self.view.census.check(
                 name, record.rule.spec.providers or None, record.rule.attribute.attr
             )
-            status["conditions"].append(
-                condition(
-                    "AttributeFound",
-                    attribute_check.ok,
-                    attribute_check.verdict,
-                    attribute_check.message,
-                    previous,
-                    record.generation,
-                )
-            )
-        if _group_source(record) and problem is None:
-            # The Okta guide's "group membership is not syncing": a group assigned but never pushed
-            # has no ScimGroup, so a rule waiting for it matches nothing.
-            matched = self.groups_matched(key, record)
-            status["conditions"].append(
-                condition(
-                    "GroupsMatched",
-                    matched > 0,
-                    "PushedGroupsMatch" if matched else "NoPushedGroupMatches",
-                    f"matches {matched} pushed group(s)"
-                    if matched
-                    else "no pushed group's displayName matches: push the group in Okta (Push Groups) or fix the "
-                    "rule's match (kubescim doctor lists groups assigned but not pushed)",
-                    previous,
-                    record.generation,
-                )
-            )
+        # The Okta guide's "group membership is not syncing": a group assigned but never pushed has
+        # no ScimGroup, so a rule waiting for it matches nothing.
+        groups = self.groups_matched(key, record) if _group_source(record) and problem is None else None
+        issues = sorted(self.issues.get(key, set()))
+        status = mapping_rule_status(record, len(users), targets, issues, attribute_check, groups)
         if not status_equal(record.status, status):
             async with self._writes:
                 await self.writer.patch_status(RULE_RESOURCES[kind], name, status)  # type: ignore[index]
@@ -901,8 +848,7 @@ class Engine:
                 await self._rule_event(kind, name, record, attribute_check.message, reason)
 
     async def _flush_role_rule(self, name: str) -> None:
-        assert self.indexes is not None
-        record: RoleRuleRecord | None = self.indexes.role_rules.get(name)
+        record: RoleRuleRecord | None = self.view.role_rules.get(name)
         if record is None:
             self.role_rule_users.pop(name, None)
             return
@@ -932,11 +878,10 @@ class Engine:
                 await self._post_event(regarding, "Warning", ready["reason"], ready["message"])
 
     async def _flush_group(self, scim_id: str) -> None:
-        assert self.indexes is not None
-        group: GroupRecord | None = self.indexes.groups.get(scim_id)
+        group: GroupRecord | None = self.view.groups.get(scim_id)
         if group is None:
             return
-        count = len(list(self.indexes.users_by_group.get(scim_id, ())))
+        count = len(list(self.view.users_by_group.get(scim_id, ())))
         status = {"id": scim_id, "memberCount": count}
         if group.status.get("id") != scim_id or group.status.get("memberCount") != count:
             async with self._writes:
@@ -945,10 +890,9 @@ class Engine:
     # --- events ---------------------------------------------------------------------------------
 
     async def _membership_event(self, record: TargetRecord, before: frozenset[str], after: frozenset[str]) -> None:
-        assert self.indexes is not None
 
         def names(keys: Iterable[str]) -> str:
-            users = self.indexes.users if self.indexes else {}
+            users = self.view.users
             shown = sorted((u.user_name if (u := users.get(k)) is not None else k) for k in keys)
             return ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
 

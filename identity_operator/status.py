@@ -1,18 +1,21 @@
 """Statuses the operator writes, built purely from records and the engine's results (no I/O): a
-ScimUser's derived memberships, and a Team's or BusinessUnit's members, rules and conditions."""
+ScimUser's derived memberships and role, a Team's or BusinessUnit's members, rules and conditions,
+and a mapping's or RoleMapping's matches and conditions."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from identity_operator.census import AttributeCheck
 from identity_operator.mapping import Desired, Rule
-from identity_operator.records import RoleRuleRecord, TargetRecord, UserRecord
+from identity_operator.records import RoleRuleRecord, RuleRecord, TargetRecord, UserRecord
 from identity_operator.roles import RoleVerdict
 from kubescim.api.models import (
     AssignedRole,
     BusinessUnitStatus,
     DerivedMembership,
+    MappingStatus,
     Member,
     Provenance,
     RoleMappingStatus,
@@ -138,4 +141,65 @@ def role_rule_status(record: RoleRuleRecord, matched: int, assigned: int, undecl
         ready, reason = True, "Valid"
         message = f"matches {matched} user(s); {assigned} hold role {rule.spec.role!r} through it"
     status["conditions"] = [condition("Ready", ready, reason, message, previous, record.generation)]
+    return status
+
+
+def mapping_rule_status(
+    record: RuleRecord,
+    matched: int,
+    targets: list[str],
+    issues: list[str],
+    attribute_check: AttributeCheck | None,
+    pushed_groups_matched: int | None,
+) -> dict[str, Any]:
+    """A TeamMapping's or BusinessUnitMapping's status: whom it matches, what it produces, and whether
+    it works: Ready (valid), Degraded (render problems), AttributeFound (an attribute rule: does any
+    user carry it), GroupsMatched (a group rule: does any pushed group match)."""
+    previous = record.status.get("conditions") or []
+    problem = record.rule.problem
+    status = MappingStatus(matched_users=matched, targets=targets[:1000], observed_generation=record.generation).dump()
+    status["conditions"] = [
+        condition(
+            "Ready",
+            problem is None,
+            "InvalidRule" if problem else "Valid",
+            problem or f"matches {matched} user(s)",
+            previous,
+            record.generation,
+        ),
+        condition(
+            "Degraded",
+            bool(issues),
+            "RenderProblems" if issues else "NoProblems",
+            "; ".join(issues[:5]) or "every match renders a valid name",
+            previous,
+            record.generation,
+        ),
+    ]
+    if attribute_check is not None:
+        status["conditions"].append(
+            condition(
+                "AttributeFound",
+                attribute_check.ok,
+                attribute_check.verdict,
+                attribute_check.message,
+                previous,
+                record.generation,
+            )
+        )
+    if pushed_groups_matched is not None:
+        found = pushed_groups_matched
+        status["conditions"].append(
+            condition(
+                "GroupsMatched",
+                found > 0,
+                "PushedGroupsMatch" if found else "NoPushedGroupMatches",
+                f"matches {found} pushed group(s)"
+                if found
+                else "no pushed group's displayName matches: push the group in Okta (Push Groups) or fix the "
+                "rule's match (kubescim doctor lists groups assigned but not pushed)",
+                previous,
+                record.generation,
+            )
+        )
     return status

@@ -46,7 +46,7 @@ def engine_with(*bodies: dict[str, Any]) -> tuple[Engine, Store, MemoryWriter]:
         store.put_user(body)
     writer = MemoryWriter()
     engine = Engine(Kube(KubeConfig(server="http://unused.invalid")), OperatorSettings(namespace="ns"), write_to=writer)
-    engine.indexes = store.view()
+    engine.use(store.view())
     return engine, store, writer
 
 

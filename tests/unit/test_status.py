@@ -51,3 +51,37 @@ def test_a_target_status_lists_members_sorted_and_bounded_and_flags_disagreeing_
     assert "rules a, b set different display names" in consistent["message"]
     agreeing = target_status(team(), members, names, ["a"], rules[:1], [], limit=10)
     assert next(c for c in agreeing["conditions"] if c["type"] == "RulesConsistent")["status"] == "True"
+
+
+def test_a_mapping_status_carries_its_checks_and_keeps_transition_times() -> None:
+    from identity_operator.census import AttributeCheck
+    from identity_operator.records import RuleRecord
+    from identity_operator.status import mapping_rule_status
+
+    body = {
+        "metadata": {"name": "dept", "generation": 4},
+        "spec": {"attribute": "department", "match": {"value": "x"}, "target": {"name": "platform"}},
+    }
+    record = RuleRecord.from_body(body, "Team")
+    check = AttributeCheck("NotCarried", "no user of any provider carries department")
+    status = mapping_rule_status(record, 0, [], ["value 'x' renders no valid name"], check, None)
+    reasons = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert reasons == {
+        "Ready": ("True", "Valid"),
+        "Degraded": ("True", "RenderProblems"),
+        "AttributeFound": ("False", "NotCarried"),
+    }
+    assert status["matchedUsers"] == 0
+    assert status["observedGeneration"] == 4
+    # Written again with the same verdicts: the transition times stay (API conventions).
+    again = mapping_rule_status(
+        RuleRecord.from_body({**body, "status": status}, "Team"),
+        0,
+        [],
+        ["value 'x' renders no valid name"],
+        check,
+        None,
+    )
+    assert again["conditions"] == status["conditions"]
+    groups = mapping_rule_status(record, 3, ["platform"], [], None, 0)
+    assert next(c for c in groups["conditions"] if c["type"] == "GroupsMatched")["reason"] == "NoPushedGroupMatches"
