@@ -256,8 +256,12 @@ async def _on_target(kind: TargetKind, event: kopf.RawEvent, name: str, memo: ko
     record = store.put_target(kind, _object(event), _deleted(event))
     if record is None and not _deleted(event):
         return
+    labels_changed = (previous.labels if previous else {}) != (record.labels if record else {})
+    if kind == "Team" and labels_changed:
+        access: AccessController = memo.access
+        access.mark(teams=[name])  # AccessBindings' teamSelector reads Team labels
     if record is not None and previous is not None and previous.generation == record.generation:
-        return  # a status write: the members and business unit did not change
+        return  # a status or label write: the members and business unit did not change
     engine.target_changed(kind, name, previous, record)
 
 

@@ -50,6 +50,9 @@ LABEL_SHARD: Final = f"{GROUP}/shard"
 
 # --- annotations --------------------------------------------------------------------------------
 ANNOTATION_LAST_MODIFIED: Final = f"{GROUP}/last-modified"
+# On a ScimGroup: the resourceVersion of its latest membership label write. A gateway replica answers
+# with the group's members (or changes them) only once its watch-fed cache has seen that revision.
+ANNOTATION_MEMBERS_REVISION: Final = f"{GROUP}/members-revision"
 # On a renamed user's new object: "<old object name>/<old uid>", so every cache buries the old one.
 ANNOTATION_RENAMED_FROM: Final = f"{GROUP}/renamed-from"
 ANNOTATION_SYNC_REQUESTED: Final = f"{GROUP}/sync-requested"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from kubescim.api.models import ScimGroupSpec, ScimUserSpec
 from kubescim.constants import (
     ANNOTATION_LAST_MODIFIED,
+    ANNOTATION_MEMBERS_REVISION,
     ANNOTATION_RENAMED_FROM,
     LABEL_PROVIDER,
     LABEL_SCIM_ID,
@@ -162,12 +163,21 @@ class ScimStorage:
     async def create_group(self, spec: ScimGroupSpec, scim_id: str) -> JSON:
         return await self._create(SCIM_GROUPS, scim_group_object(spec, scim_id))
 
-    async def update_group(self, name: str, spec: ScimGroupSpec | None) -> JSON:
+    async def update_group(self, name: str, spec: ScimGroupSpec | None, members_revision: int | None = None) -> JSON:
         """Replace the group's attributes, or (spec None) only bump its lastModified: every change of
-        its members does that, so the group's version follows its representation."""
+        its members does that, so the group's version follows its representation. `members_revision`:
+        the resourceVersion of the membership label writes just made (ANNOTATION_MEMBERS_REVISION)."""
         operations: list[JSON] = []
         if spec is not None:
             operations.append({"op": "add", "path": "/spec", "value": spec.dump()})
+        if members_revision:
+            operations.append(
+                {
+                    "op": "add",
+                    "path": f"/metadata/annotations/{escape_pointer(ANNOTATION_MEMBERS_REVISION)}",
+                    "value": str(members_revision),
+                }
+            )
         operations.append(
             {
                 "op": "add",

@@ -42,6 +42,13 @@ class Gateway:
         return self.providers.synced and all(i.synced.is_set() for i in self.informers)
 
 
+def _revision(informer: Informer) -> int:
+    try:
+        return int(informer.resource_version or 0)
+    except ValueError:
+        return 0
+
+
 def build_gateway(settings: GatewaySettings, metrics: Metrics) -> Gateway:
     config = KubeConfig.load(settings.kubeconfig)
     kube = Kube(config, timeout=settings.api_timeout_seconds)
@@ -70,7 +77,12 @@ def build_gateway(settings: GatewaySettings, metrics: Metrics) -> Gateway:
         kube=kube,
         index=index,
         store=store,
-        service=ScimService(index, store, patch_response_member_limit=settings.patch_response_member_limit),
+        service=ScimService(
+            index,
+            store,
+            patch_response_member_limit=settings.patch_response_member_limit,
+            users_revision=lambda: _revision(informers[0]),
+        ),
         providers=ProviderRegistry(kube, settings.namespace),
         informers=informers,
         metrics=metrics,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubescim.constants import ANNOTATION_RENAMED_FROM, LABEL_PROVIDER, LABEL_SCIM_ID
+from kubescim.constants import ANNOTATION_MEMBERS_REVISION, ANNOTATION_RENAMED_FROM, LABEL_PROVIDER, LABEL_SCIM_ID
 from kubescim.informer import resource_version_int
 from kubescim.kube import JSON
 from kubescim.objects import group_ids_from_labels
@@ -49,6 +49,7 @@ class Entry:
     unique_value: str | None  # userName of a user, displayName of a group
     external_id: str | None
     generation: int = 0
+    members_revision: int = 0  # a group's latest membership write (ANNOTATION_MEMBERS_REVISION)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -71,6 +72,13 @@ class Entry:
 
     def group_ids(self) -> set[str]:
         return set(self.groups)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
@@ -98,6 +106,7 @@ def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
         groups=tuple(sys.intern(group_id) for group_id in group_ids_from_labels(labels)),
         unique_value=unique if isinstance(unique, str) else None,
         external_id=external_id if isinstance(external_id, str) else None,
+        members_revision=_int(annotations.get(ANNOTATION_MEMBERS_REVISION)),
         generation=int(meta.get("generation") or 0),
     )
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kubescim.api.models import ScimGroupSpec
 from kubescim.kube import ApiUnavailable
-from kubescim.scim.errors import ScimError, ScimType, bad_request, not_found
+from kubescim.scim.errors import ScimError, ScimType, bad_request, not_found, unavailable
 from kubescim.scim.filter import (
     Filter,
     ResourceSchema,
@@ -122,6 +124,11 @@ def _opaque_tag(tag: str) -> str:
     return tag.strip().removeprefix("W/").strip('"')
 
 
+# How long a request waits for this replica's cache to see a group's latest membership write before
+# answering 503 (Retry-After 1): a watch lags milliseconds, so this is for a stalled watch only.
+MEMBERS_WAIT_SECONDS = 3.0
+
+
 @dataclass(frozen=True)
 class ResourceKind:
     """One SCIM resource type as the service serves it: its core schema, the attribute that names it
@@ -138,10 +145,20 @@ GROUPS = ResourceKind("Group", GROUP_URN, "displayName", has_members=True)
 
 
 class ScimService:
-    def __init__(self, index: Index, store: KubeStore, *, patch_response_member_limit: int = 10_000) -> None:
+    def __init__(
+        self,
+        index: Index,
+        store: KubeStore,
+        *,
+        patch_response_member_limit: int = 10_000,
+        users_revision: Callable[[], int] | None = None,
+    ) -> None:
         self.index = index
         self.store = store
         self.patch_response_member_limit = patch_response_member_limit
+        # How far the watch of ScimUsers has come (the informer's resourceVersion): memberships in
+        # the index are complete up to there. None: the index is the only writer (unit use).
+        self.users_revision = users_revision
         self._user_schemas: dict[str, tuple[int, ResourceSchema]] = {}
 
     def users_schema(self, provider: str) -> ResourceSchema:
@@ -431,15 +448,31 @@ class ScimService:
         members = await self._resolve_members(provider, set(members_from_scim(body) or []))
         entry = await self.store.create_group(spec, new_id())
         if members:
-            await self.store.set_memberships(entry.scim_id, members, [])
+            revision = await self.store.set_memberships(entry.scim_id, members, [])
+            entry = await self.store.update_group(entry, None, revision)
         return self.group_resource(entry, base_url)
+
+    async def _members_current(self, entry: Entry) -> None:
+        """Wait until this replica's cache has seen the group's latest membership write (its
+        revision is on the group, read fresh from the API server): a member change acknowledged by
+        another replica then shows here too, and a PATCH here never computes from stale members."""
+        if self.users_revision is None or entry.members_revision <= self.users_revision():
+            return
+        deadline = time.monotonic() + MEMBERS_WAIT_SECONDS
+        while entry.members_revision > self.users_revision():
+            if time.monotonic() > deadline:
+                raise unavailable("this replica's membership cache is catching up", retry_after=1)
+            await asyncio.sleep(0.005)
 
     async def get_group(
         self, provider: str, scim_id: str, base_url: str, attributes: str | None, excluded: str | None
     ) -> dict[str, Any]:
         entry = await self.get_group_entry(provider, scim_id)
         attrs, excl = parse_attribute_list(attributes), parse_attribute_list(excluded)
-        resource = self.group_resource(entry, base_url, with_members=_wants(attrs, excl, "members", None))
+        with_members = _wants(attrs, excl, "members", None)
+        if with_members:
+            await self._members_current(entry)
+        resource = self.group_resource(entry, base_url, with_members=with_members)
         return project(resource, attrs, excl, GROUP_URN)
 
     async def replace_group(
@@ -451,6 +484,7 @@ class ScimService:
         _check_if_match(entry, if_match)
         spec = group_spec_from_scim(body, provider)
         wanted = set(members_from_scim(body) or [])
+        await self._members_current(entry)
         current = self.index.member_ids(entry.scim_id)
         add = await self._resolve_members(provider, wanted - current)
         return await self._write_group(entry, spec, add, current - wanted, base_url, with_members=True)
@@ -466,6 +500,8 @@ class ScimService:
         if other_ops:
             current = {k: v for k, v in entry.spec.items() if k != "provider"}
             spec = group_spec_from_scim(apply_operations(current, other_ops, GROUPS_SCHEMA), provider)
+        if member_ops:
+            await self._members_current(entry)
         current_members = self.index.member_ids(entry.scim_id)
         to_add, to_remove = member_delta(member_ops, current_members) if member_ops else (set(), set())
         add = await self._resolve_members(provider, to_add)
@@ -490,14 +526,14 @@ class ScimService:
             # Attributes first: the API server may still refuse them, and then no membership moved.
             entry = await self.store.update_group(entry, spec)
             if add or remove:
-                await self.store.set_memberships(entry.scim_id, add, remove)
+                revision = await self.store.set_memberships(entry.scim_id, add, remove)
+                entry = await self.store.update_group(entry, None, revision)
         elif add or remove:
-            # Membership only (Okta's push): label the users and bump the group's lastModified at
-            # once, one round trip of latency instead of two. Both are idempotent, so a client's
-            # retry after a partial failure converges.
-            _, entry = await asyncio.gather(
-                self.store.set_memberships(entry.scim_id, add, remove), self.store.update_group(entry, None)
-            )
+            # Membership only (Okta's push): label the users, then bump the group's lastModified and
+            # record the labels' revision on it, so every replica can tell when its cache has them.
+            # Both are idempotent, so a client's retry after a partial failure converges.
+            revision = await self.store.set_memberships(entry.scim_id, add, remove)
+            entry = await self.store.update_group(entry, None, revision)
         return self.group_resource(entry, base_url, with_members=with_members)
 
     async def delete_group(self, provider: str, scim_id: str, if_match: str | None = None) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from kubescim.api.models import ScimGroupSpec, ScimUserSpec
 from kubescim.constants import SCIM_GROUPS, SCIM_USERS
+from kubescim.informer import resource_version_int
 from kubescim.kube import JSON, Kube, Resource
 from kubescim.scim.errors import ScimError, ScimType, conflict, not_found
 from kubescim.scim.resources import user_object_name
@@ -167,11 +168,14 @@ class KubeStore:
                 collection.unbury(ref.name, ref.uid)
             raise
 
-    async def set_memberships(self, group_id: str, add: Iterable[Entry], remove: Iterable[Entry]) -> None:
+    async def set_memberships(self, group_id: str, add: Iterable[Entry], remove: Iterable[Entry]) -> int:
         """Label (or unlabel) users as members of a group: one small merge patch per user, concurrently.
-        Idempotent, so a client's retry after a partial failure converges."""
+        Idempotent, so a client's retry after a partial failure converges. Returns the highest
+        resourceVersion written (0 when nothing changed)."""
+        revision = 0
 
         async def one(entry: Entry, joined: bool) -> None:
+            nonlocal revision
             async with self._writes:
                 try:
                     obj = await self.storage.set_user_groups(entry.object_name, {group_id: joined})
@@ -179,12 +183,14 @@ class KubeStore:
                     raise ScimError(400, f"member {entry.scim_id} no longer exists", ScimType.INVALID_VALUE) from None
                 if obj is not None:
                     self.index.users.upsert(obj)
+                    revision = max(revision, resource_version_int(obj))
 
         tasks = [one(e, True) for e in add] + [one(e, False) for e in remove]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        return revision
 
     # --- groups -------------------------------------------------------------------------------------
 
@@ -199,10 +205,11 @@ class KubeStore:
         assert entry is not None
         return entry
 
-    async def update_group(self, current: Entry, spec: ScimGroupSpec | None) -> Entry:
-        """Replace the group's attributes (or, with spec None, only bump lastModified)."""
+    async def update_group(self, current: Entry, spec: ScimGroupSpec | None, members_revision: int = 0) -> Entry:
+        """Replace the group's attributes (or, with spec None, only bump lastModified), recording the
+        revision of the membership writes just made."""
         try:
-            updated = await self.storage.update_group(current.object_name, spec)
+            updated = await self.storage.update_group(current.object_name, spec, members_revision or None)
         except ObjectGone:
             raise not_found(f"Group {current.scim_id} not found") from None
         except InvalidObject as error:

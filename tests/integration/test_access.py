@@ -493,3 +493,34 @@ async def test_metrics_count_bindings_by_verdict_and_rbac_writes(access_env: Acc
     assert samples['kubescim_operator_access_bindings{reason="Forbidden"}'] == 1
     assert samples['kubescim_operator_access_bindings{reason="Applied"}'] >= 3
     assert samples["kubescim_operator_access_rbac_writes_total"] >= 1  # sales2's title, changed back
+
+
+async def test_a_team_selector_follows_team_labels(access_env: AccessEnv) -> None:
+    """A hand-made Team that a binding selects by label: relabelled, its members lose the grant."""
+    env = access_env
+    teams = Resource("identity.kubescim.dev", "v1alpha1", "teams")
+    await env.kube.create(
+        teams,
+        {
+            "apiVersion": "identity.kubescim.dev/v1alpha1",
+            "kind": "Team",
+            "metadata": {"name": "oncall", "labels": {"rota": "primary"}},
+            "spec": {"members": [{"userName": "eng3@example.com"}]},
+        },
+        env.namespace,
+    )
+    await env.apply_binding(
+        "oncall-view",
+        {
+            "subjects": {"teamSelector": {"matchLabels": {"rota": "primary"}}},
+            "roleRef": {"name": VIEW},
+            "scope": {"namespaces": [env.apps]},
+        },
+    )
+    await eventually(lambda: asyncio.to_thread(env.can, "eng3", "list", "pods", env.apps))
+    await env.kube.patch(teams, "oncall", {"metadata": {"labels": {"rota": "secondary"}}}, env.namespace)
+
+    async def revoked() -> bool:
+        return not await asyncio.to_thread(env.can, "eng3", "list", "pods", env.apps)
+
+    await eventually(revoked)

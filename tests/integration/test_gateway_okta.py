@@ -352,3 +352,30 @@ async def test_schemas_describe_the_custom_attributes_users_carry(scim_env: Scim
     async with scim_env.client(provider=scim_env.other_provider, token=scim_env.other_token) as empty:
         ids = {s["id"] for s in (await empty.get("/Schemas")).json()["Resources"]}
         assert CUSTOM_URN not in ids  # learned per provider
+
+
+async def test_member_changes_on_one_replica_are_read_and_built_on_by_the_other(scim_env: ScimEnv) -> None:
+    """A 2xx to a member change on one replica: the other replica's very next GET shows it, and its
+    very next PATCH computes from it (a stale cache once lost such an add: the member looked present)."""
+    problems = []
+    async with scim_env.client(0) as first, scim_env.client(1) as second:
+        user = (await first.post("/Users", json={"userName": f"m-{uuid.uuid4().hex[:8]}@example.com"})).json()["id"]
+        group = (await first.post("/Groups", json={"displayName": f"g-{uuid.uuid4().hex[:8]}"})).json()["id"]
+        add = {"schemas": [PATCH_URN], "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]}
+        remove = {"schemas": [PATCH_URN], "Operations": [{"op": "remove", "path": "members"}]}
+        for round_ in range(30):
+            writer, reader = (first, second) if round_ % 2 == 0 else (second, first)
+            assert (await writer.patch(f"/Groups/{group}", json=add)).status_code == 200
+            if [m["value"] for m in (await reader.get(f"/Groups/{group}")).json().get("members", [])] != [user]:
+                problems.append(f"round {round_}: add not seen by the other replica")
+            assert (await writer.patch(f"/Groups/{group}", json=remove)).status_code == 200
+            # The other replica adds right away: it must not think the user is still a member.
+            assert (await reader.patch(f"/Groups/{group}", json=add)).status_code == 200
+            if [m["value"] for m in (await writer.get(f"/Groups/{group}")).json().get("members", [])] != [user]:
+                problems.append(f"round {round_}: the other replica's add was lost")
+            assert (await reader.patch(f"/Groups/{group}", json=remove)).status_code == 200
+            if (await writer.get(f"/Groups/{group}")).json().get("members", []) != []:
+                problems.append(f"round {round_}: remove not seen")
+        await first.delete(f"/Groups/{group}")
+        await first.delete(f"/Users/{user}")
+    assert problems == []
