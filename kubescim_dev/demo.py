@@ -105,9 +105,17 @@ def run_demo(kubeconfig: Path, api_url: str, env: dict[str, str], namespace: str
         "jsonpath={.status.conditions[0].reason}: {.status.conditions[0].message}",
     ).stdout
     print(f"accessbinding platform-admins (cluster-admin): {refused}")
-    leads = json.loads(
-        kubectl(kubeconfig, "get", "scimusers", *ns, "-l", "identity.kubescim.dev/role=lead", "-o", "json").stdout
-    )["items"]
+    # A lead of the engineering team shows both bindings; any lead will do otherwise.
+    leads = [
+        user
+        for selector in (
+            "identity.kubescim.dev/role=lead,team.identity.kubescim.dev/engineering",
+            "identity.kubescim.dev/role=lead",
+        )
+        for user in json.loads(kubectl(kubeconfig, "get", "scimusers", *ns, "-l", selector, "-o", "json").stdout)[
+            "items"
+        ]
+    ]
     if leads:
         cli(["--kubeconfig", str(kubeconfig), "-n", namespace, "explain", "user", leads[0]["spec"]["userName"]])
 
