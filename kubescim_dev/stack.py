@@ -27,10 +27,14 @@ from kubescim.constants import API_VERSION, IDENTITY_PROVIDERS
 from kubescim.kube import NAMESPACES, SECRETS, ApiError, Kube, KubeConfig, Resource
 from kubescim_dev.controlplane import REPO_ROOT, ControlPlane, free_port, kubectl, tool_path
 from kubescim_dev.demo import run_demo
+from kubescim_dev.oktasim.oidc import OidcIssuer
+from kubescim_dev.oktasim.org import generate
 from kubescim_dev.processes import ManagedProcess, start_gateway, start_operator
 
 LOCAL = REPO_ROOT / ".local"
 ENV_FILE = LOCAL / "stack.env"
+OIDC_STATE = LOCAL / "oidc.json"  # the issuer's signing key, for `python -m kubescim_dev.oktasim.oidc token`
+ORG_SEED = 7  # the simulator's default: both processes generate the same org
 PID_FILE = LOCAL / "stack.pid"
 LOG_FILE = LOCAL / "stack.log"
 NAMESPACE = "kubescim"
@@ -148,12 +152,21 @@ class Stack:
         self.control_plane = ControlPlane()
         self.processes: list[ManagedProcess] = []
         self.users, self.groups = users, groups
+        self.oidc: OidcIssuer | None = None
 
     @property
     def kubeconfig(self) -> Path:
         return self.control_plane.kubeconfig
 
     def start(self) -> dict[str, str]:
+        # The org's OIDC issuer first: the API server starts trusting it (AuthenticationConfiguration),
+        # so `kubectl --token $(python -m kubescim_dev.oktasim.oidc token <login>)` logs in as that
+        # user. The simulator process generates the same org from the same seed.
+        self.oidc = OidcIssuer(generate(self.users, self.groups, seed=ORG_SEED))
+        self.oidc.start()
+        authn = self.oidc.workdir / "authentication-config.yaml"
+        authn.write_text(self.oidc.authentication_config())
+        self.control_plane.authentication_config = authn
         self.control_plane.start()
         install_crds(self.kubeconfig)
         token = asyncio.run(bootstrap(self.kubeconfig))
@@ -171,7 +184,11 @@ class Stack:
             },
         )
         self.processes.append(operator)
+        LOCAL.mkdir(exist_ok=True)
+        self.oidc.save(OIDC_STATE, users=self.users, groups=self.groups, seed=ORG_SEED)
         return {
+            "OIDC_ISSUER_URL": self.oidc.issuer,
+            "OIDC_CLIENT_ID": self.oidc.client_id,
             "KUBECONFIG": str(self.kubeconfig),
             "KUBESCIM_NAMESPACE": NAMESPACE,
             "SCIM_URL": gateway.scim_url,
@@ -194,6 +211,8 @@ class Stack:
                 str(self.users),
                 "--groups",
                 str(self.groups),
+                "--seed",
+                str(ORG_SEED),
                 "--port",
                 str(free_port()),
                 "--state",
@@ -217,6 +236,9 @@ class Stack:
             process.stop()
         self.processes.clear()
         self.control_plane.stop()
+        if self.oidc is not None:
+            self.oidc.stop()
+        OIDC_STATE.unlink(missing_ok=True)
 
 
 def write_env(values: dict[str, str]) -> None:

@@ -11,9 +11,11 @@ id), `sub` (the Okta user id), `preferred_username` (the login), `email`, `email
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
+import json
 import secrets
 import tempfile
 import threading
@@ -24,11 +26,12 @@ from typing import Any
 import jwt
 import uvicorn
 import yaml
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from kubescim_dev.controlplane import free_port
-from kubescim_dev.oktasim.org import Org
+from kubescim_dev.oktasim.org import Org, generate
 from kubescim_dev.pki import new_authority, serving_certificate, write_private
 
 DEFAULT_CLIENT_ID = "0oakubernetescli0001"
@@ -43,17 +46,25 @@ class OidcIssuer:
     """Serves discovery and keys on https://127.0.0.1:<port>/oauth2/default, from a background thread
     (so a synchronous caller, such as a control plane starting, never stalls it)."""
 
-    def __init__(self, org: Org, *, client_id: str = DEFAULT_CLIENT_ID, port: int | None = None) -> None:
+    def __init__(
+        self,
+        org: Org,
+        *,
+        client_id: str = DEFAULT_CLIENT_ID,
+        port: int | None = None,
+        key: rsa.RSAPrivateKey | None = None,
+        kid: str | None = None,
+    ) -> None:
         self.org = org
         self.client_id = client_id
         self.port = port or free_port()
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.kid = secrets.token_hex(8)
+        self.key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = kid or secrets.token_hex(8)
         self.authority = new_authority("oktasim-oidc-ca")
         self.workdir = Path(tempfile.mkdtemp(prefix="oktasim-oidc-"))
-        certificate, key = serving_certificate(self.authority, "oktasim-oidc")
+        certificate, tls_key = serving_certificate(self.authority, "oktasim-oidc")
         self.cert_file = write_private(self.workdir / "tls.crt", certificate)
-        self.key_file = write_private(self.workdir / "tls.key", key)
+        self.key_file = write_private(self.workdir / "tls.key", tls_key)
         self.ca_file = write_private(self.workdir / "ca.crt", self.authority.pem)
         self.app = self._app()
         self._server: uvicorn.Server | None = None
@@ -129,7 +140,20 @@ class OidcIssuer:
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
     def user_by_login(self, login: str) -> str:
-        return next(u.id for u in self.org.users.values() if u.profile.get("login") == login)
+        found = [u.id for u in self.org.users.values() if str(u.profile.get("login", "")).lower() == login.lower()]
+        if not found:
+            raise SystemExit(f"no user {login!r} in the simulated org")
+        return found[0]
+
+    def save(self, path: Path, *, users: int, groups: int, seed: int) -> Path:
+        """What `token` needs to sign for this issuer from another process (a development stack only:
+        the signing key is in the file)."""
+        pem = self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        state: dict[str, Any] = {"issuer": self.issuer, "clientId": self.client_id, "kid": self.kid, "key": pem}
+        state |= {"port": self.port, "org": {"users": users, "groups": groups, "seed": seed}}
+        return write_private(path, json.dumps(state).encode())
 
     # --- serving ----------------------------------------------------------------------------------
 
@@ -179,3 +203,26 @@ class OidcIssuer:
             ],
         }
         return yaml.safe_dump(config, sort_keys=False)
+
+
+def main() -> None:
+    """`python -m kubescim_dev.oktasim.oidc token <login>`: an ID token for a user of `make up`'s org,
+    for `kubectl --token` against its control plane (whose API server trusts this issuer)."""
+    parser = argparse.ArgumentParser(prog="python -m kubescim_dev.oktasim.oidc", description=main.__doc__)
+    parser.add_argument("command", choices=["token"])
+    parser.add_argument("login", help="the user's Okta login, e.g. ada.lovelace.0@example.com")
+    parser.add_argument("--state", default=".local/oidc.json", help="written by make up")
+    args = parser.parse_args()
+    state = json.loads(Path(args.state).read_text())
+    key = serialization.load_pem_private_key(state["key"].encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    org = generate(state["org"]["users"], state["org"]["groups"], seed=state["org"]["seed"])
+    issuer = OidcIssuer(org, client_id=state["clientId"], port=state["port"], key=key, kid=state["kid"])
+    try:
+        print(issuer.id_token(issuer.user_by_login(args.login)))
+    finally:
+        issuer.stop()
+
+
+if __name__ == "__main__":
+    main()
