@@ -23,11 +23,9 @@ from typing import Any
 
 from bench.common import (
     Sizes,
-    bounded,
     environment,
-    group_job,
-    load_users,
     percentile,
+    propagation_org,
 )
 from kubescim.constants import (
     ACCESS_BINDINGS,
@@ -38,7 +36,6 @@ from kubescim.constants import (
     ROLE_BINDINGS,
     ROLE_MAPPINGS,
     SCIM_USERS,
-    TEAM_MAPPINGS,
 )
 from kubescim.kube import NAMESPACES, ApiError, Kube, Resource
 from kubescim_dev.controlplane import ControlPlane
@@ -125,16 +122,7 @@ async def bench_access(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[st
             await kube.create(CLUSTER_ROLES, role)
         for name in namespaces:
             await kube.create(NAMESPACES, {"metadata": {"name": name, "labels": {"bench": env.namespace}}})
-        group_ids = [f"g-{j:05d}" for j in range(groups)]
-        await bounded(32, [group_job(kube, env.namespace, gid) for gid in group_ids])
-        await load_users(kube, env.namespace, users, groups=groups)
-        for r in range(rules):
-            spec: dict[str, Any] = (
-                {"source": "Group", "match": {"value": f"Group {r:05d}"}, "target": {"name": f"team-{r:05d}"}}
-                if r < rules - 2
-                else {"attribute": "title", "match": {"operator": "Any"}, "target": {"nameTemplate": "title-${*}"}}
-            )
-            await _create(kube, TEAM_MAPPINGS, "TeamMapping", f"rule-{r:05d}", spec, env.namespace)
+        await propagation_org(kube, env.namespace, users, groups, rules)
         await _create(
             kube,
             ROLE_MAPPINGS,

@@ -18,7 +18,7 @@ import aiohttp
 import httpx
 
 from kubescim.api.models import ScimGroupSpec, ScimUserSpec
-from kubescim.constants import GROUP_LABEL_PREFIX, SCIM_GROUPS, SCIM_USERS
+from kubescim.constants import API_VERSION, GROUP_LABEL_PREFIX, SCIM_GROUPS, SCIM_USERS, TEAM_MAPPINGS
 from kubescim.kube import NAMESPACES, Kube, Resource
 from kubescim.objects import scim_group_object, scim_user_object
 from kubescim.scim.resources import new_id
@@ -262,3 +262,18 @@ def group_job(kube: Kube, namespace: str, gid: str) -> Any:
         await kube.create(SCIM_GROUPS, scim_group_object(spec, gid), namespace)
 
     return create
+
+
+async def propagation_org(kube: Kube, namespace: str, users: int, groups: int, rules: int) -> None:
+    """The operator scenarios' org: groups g-00000.., users in them, and `rules` TeamMappings (all but
+    two from a group's displayName, the last two from attributes)."""
+    await bounded(32, [group_job(kube, namespace, f"g-{j:05d}") for j in range(groups)])
+    await load_users(kube, namespace, users, groups=groups)
+    for r in range(rules):
+        spec: dict[str, Any] = (
+            {"source": "Group", "match": {"value": f"Group {r:05d}"}, "target": {"name": f"team-{r:05d}"}}
+            if r < rules - 2
+            else {"attribute": "title", "match": {"operator": "Any"}, "target": {"nameTemplate": "title-${*}"}}
+        )
+        body = {"apiVersion": API_VERSION, "kind": "TeamMapping", "metadata": {"name": f"rule-{r:05d}"}, "spec": spec}
+        await kube.create(TEAM_MAPPINGS, body, namespace)

@@ -35,11 +35,11 @@ from bench.common import (
     bounded,
     cpu_seconds,
     environment,
-    group_job,
     load_users,
     median_of,
     new_namespace,
     percentile,
+    propagation_org,
     rss_kib,
     summary,
     wait_cached,
@@ -53,7 +53,6 @@ from kubescim.constants import (
     BUSINESS_UNITS,
     GROUP_LABEL_PREFIX,
     SCIM_USERS,
-    TEAM_MAPPINGS,
     TEAMS,
 )
 from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig, Resource
@@ -276,20 +275,7 @@ async def bench_operator(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[
     users, groups, rules = sizes.propagation_users, sizes.propagation_groups, sizes.propagation_rules
     out: dict[str, Any] = {"users": users, "groups": groups, "rules": rules}
     try:
-        group_ids = [f"g-{j:05d}" for j in range(groups)]
-        await bounded(32, [group_job(kube, env.namespace, gid) for gid in group_ids])
-        await load_users(kube, env.namespace, users, groups=groups)
-        for r in range(rules):
-            spec: dict[str, Any] = (
-                {"source": "Group", "match": {"value": f"Group {r:05d}"}, "target": {"name": f"team-{r:05d}"}}
-                if r < rules - 2
-                else {"attribute": "title", "match": {"operator": "Any"}, "target": {"nameTemplate": "title-${*}"}}
-            )
-            await kube.create(
-                TEAM_MAPPINGS,
-                {"apiVersion": API_VERSION, "kind": "TeamMapping", "metadata": {"name": f"rule-{r:05d}"}, "spec": spec},
-                env.namespace,
-            )
+        await propagation_org(kube, env.namespace, users, groups, rules)
         await kube.create(
             BUSINESS_UNIT_MAPPINGS,
             {

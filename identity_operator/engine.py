@@ -25,7 +25,17 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any, Protocol
 
 from identity_operator.access.plan import Directory, Principal, kubernetes_username
-from identity_operator.mapping import Desired, Grant, Rule, TargetKind, applies_to, compose, evaluate_user, matches
+from identity_operator.mapping import (
+    Desired,
+    Grant,
+    Rule,
+    TargetKind,
+    UserFacts,
+    applies_to,
+    compose,
+    evaluate_user,
+    matches,
+)
 from identity_operator.memberships import Memberships
 from identity_operator.records import (
     GroupRecord,
@@ -416,9 +426,8 @@ class Engine:
     def catalogs(self) -> dict[str, Catalog]:
         return {name: record.catalog for name, record in self.view.providers.items()}
 
-    def compute_access(self, user: UserRecord) -> tuple[RoleVerdict | None, str | None]:
+    def compute_access(self, user: UserRecord, facts: UserFacts) -> tuple[RoleVerdict | None, str | None]:
         """The user's role and Kubernetes username."""
-        facts = user.facts(self._group_names(user))
         record = self.view.providers.get(user.provider)
         catalog = record.catalog if record is not None else EMPTY_CATALOG
         verdict = resolve_role(facts, self.role_rules(), catalog)
@@ -475,9 +484,8 @@ class Engine:
             group_prefixes=tuple(prefixes),
         )
 
-    def compute(self, user: UserRecord) -> tuple[Desired, list[Grant]]:
+    def compute(self, user: UserRecord, facts: UserFacts) -> tuple[Desired, list[Grant]]:
         self.stats.evaluations += 1
-        facts = user.facts(self._group_names(user))  # parses the user's spec: once per computation
         grants, issues = evaluate_user(facts, self.all_rules())
         for issue in issues:
             kind = next((r.kind for r in self.all_rules() if r.name == issue.rule), "Team")
@@ -560,8 +568,9 @@ class Engine:
             self._update_access(name, None, None, None, urgent)
             self._evaluated.pop(name, None)
             return None
-        desired, grants = self.compute(user)
-        verdict, username = self.compute_access(user)
+        facts = user.facts(self._group_names(user))  # parses the user's spec: once per evaluation
+        desired, grants = self.compute(user, facts)
+        verdict, username = self.compute_access(user, facts)
         self._update_reverse(name, desired, grants, urgent)
         self._update_access(name, user, verdict, username, urgent)
         self._evaluated[name] = (user.resource_version, username)

@@ -6,6 +6,7 @@ recomputation can tell whether anything must be written at all.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Iterable, Mapping
@@ -253,7 +254,7 @@ class ProviderRecord:
     name: str
     access: Access
 
-    @property
+    @functools.cached_property
     def catalog(self) -> Catalog:
         return Catalog.of(self.access)
 

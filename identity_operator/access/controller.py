@@ -36,7 +36,6 @@ from identity_operator.access.plan import (
     role_allowed,
     scope_namespaces,
     selected_teams,
-    selector_matches,
     subject_names,
     subjects_of,
 )
@@ -383,10 +382,3 @@ class AccessController:
                 "uid": record.uid,
             }
             await self.writer.event(regarding, "Warning", reason, message[:1000])
-
-
-def team_label_map(targets: Iterable[Any]) -> dict[str, dict[str, str]]:
-    return {t.name: dict(t.labels) for t in targets if t.kind == "Team"}
-
-
-__all__ = ["AccessController", "selector_matches", "team_label_map"]
