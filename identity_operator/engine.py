@@ -30,11 +30,8 @@ from identity_operator.mapping import (
     Grant,
     Rule,
     TargetKind,
-    UserFacts,
-    applies_to,
     compose,
     evaluate_user,
-    matches,
 )
 from identity_operator.memberships import Memberships
 from identity_operator.records import (
@@ -74,6 +71,7 @@ from kubescim.constants import (
     TEAMS,
 )
 from kubescim.kube import ApiError, ApiUnavailable, Kube, Resource
+from kubescim.matching import UserFacts, applies_to, matches
 from kubescim.scim.resources import fold
 
 log = logging.getLogger("kubescim.operator")

@@ -1,11 +1,9 @@
 """Mapping-rule evaluation: pure functions from (user, rules) to team / business-unit grants.
 
-Semantics (Bifrost-compatible, then more): values compare case-insensitively unless a rule says
-otherwise; Equals `*` matches any non-empty value and the value becomes the name; an Equals value
-with `${*}` matches that shape and captures the wildcard. In, Prefix, Glob, Regex (RE2: linear
-time, so no pattern can stall the operator) and Any are the richer operators; `negate` inverts.
-All matching rules apply, highest priority first; a matching `final` rule stops lower-priority
-rules of the same kind for that user. The result does not depend on the order rules are given in.
+The matching itself (kubescim.matching) is shared with the CLI. Here: all matching rules apply,
+highest priority first; a matching `final` rule stops lower-priority rules of the same kind for that
+user; a target name rendered from a template is normalised to a Kubernetes name. The result does not
+depend on the order rules are given in.
 """
 
 from __future__ import annotations
@@ -15,31 +13,23 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
-import re2
-
-from kubescim.api.models import (
-    MappingSource,
-    MappingSpec,
-    Match,
-    MatchOperator,
-    Provenance,
-    ProvenanceKind,
-    RuleSelector,
-    UserSelection,
+from kubescim.api.models import MappingSource, MappingSpec, Provenance, ProvenanceKind
+from kubescim.matching import (
+    Matcher,
+    UserFacts,
+    applies_to,
+    compile_attribute,
+    matches,
+    render,
 )
-from kubescim.constants import ENTERPRISE_USER_URN
-from kubescim.scim.errors import ScimError
-from kubescim.scim.filter import PatchPath, ResourceSchema, evaluate, get_key, parse_patch_path
-from kubescim.scim.schema import ENTERPRISE_SCHEMA, USER_SCHEMA, Schema, find_attribute
+from kubescim.scim.filter import PatchPath
 
 TargetKind = Literal["Team", "BusinessUnit"]
 MAX_NAME = 63
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _NOT_NAME = re.compile(r"[^a-z0-9]+")
-_CORE_USER = ResourceSchema(USER_SCHEMA, (ENTERPRISE_SCHEMA,))
 
 
 def normalise_name(text: str) -> str | None:
@@ -52,163 +42,6 @@ def normalise_name(text: str) -> str | None:
         digest = hashlib.sha256(name.encode()).hexdigest()[:8]
         name = name[: MAX_NAME - 9].rstrip("-") + "-" + digest
     return name
-
-
-def _re2_options(case_sensitive: bool) -> Any:
-    options = re2.Options()
-    options.case_sensitive = case_sensitive
-    options.log_errors = False
-    options.max_mem = 8 << 20  # bounded memory per compiled rule
-    return options
-
-
-@dataclass(frozen=True)
-class Captured:
-    """What a match yields for templates: ${*}, ${value}, ${1}.., ${name}."""
-
-    value: str
-    star: str
-    groups: tuple[str, ...] = ()
-    named: dict[str, str] = field(default_factory=dict)
-
-
-class Matcher:
-    """A compiled `match` block. Raises ValueError for a rule that cannot be compiled."""
-
-    def __init__(self, match: Match) -> None:
-        self.operator = match.operator
-        self.case_sensitive = match.case_sensitive
-        self.negate = match.negate
-        self.regex: Any = None
-        self.values: frozenset[str] = frozenset()
-        self.prefix = ""
-        value = match.value or ""
-        options = _re2_options(self.case_sensitive)
-        try:
-            if self.operator == MatchOperator.EQUALS and value != "*" and "${*}" in value:
-                head, _, tail = value.partition("${*}")
-                self.regex = re2.compile(re2.escape(head) + "(.+)" + re2.escape(tail), options)
-            elif self.operator == MatchOperator.GLOB:
-                pattern = "".join("(.*)" if c == "*" else "(.)" if c == "?" else re2.escape(c) for c in value)
-                self.regex = re2.compile(pattern, options)
-            elif self.operator == MatchOperator.REGEX:
-                self.regex = re2.compile(value, options)
-        except re2.error as error:
-            raise ValueError(f"invalid pattern {value!r}: {error}") from None
-        if self.operator == MatchOperator.IN:
-            self.values = frozenset(self._fold(v) for v in match.values or [])
-        self.value = self._fold(value)
-        self.prefix = self._fold(value)
-
-    def _fold(self, text: str) -> str:
-        return text if self.case_sensitive else text.casefold()
-
-    def _positive(self, value: str) -> Captured | None:
-        if not value:
-            return None
-        folded = self._fold(value)
-        op = self.operator
-        if op == MatchOperator.ANY or (op == MatchOperator.EQUALS and self.value == "*"):
-            return Captured(value, value)
-        if op == MatchOperator.IN:
-            return Captured(value, value) if folded in self.values else None
-        if op == MatchOperator.PREFIX:
-            if not folded.startswith(self.prefix):
-                return None
-            return Captured(value, value[len(self.prefix) :] or value)
-        if self.regex is not None:
-            found = self.regex.search(value) if op == MatchOperator.REGEX else self.regex.fullmatch(value)
-            if found is None:
-                return None
-            groups = tuple(g or "" for g in found.groups())
-            named = {k: v or "" for k, v in found.groupdict().items()}
-            return Captured(value, groups[0] if groups else found.group(0), groups, named)
-        return Captured(value, value) if folded == self.value else None
-
-    def match(self, value: str) -> Captured | None:
-        result = self._positive(value)
-        if self.negate:
-            return None if result is not None else Captured(value, value)
-        return result
-
-
-def render(template: str, captured: Captured) -> str:
-    def replace(found: re.Match[str]) -> str:
-        key = found.group(1).strip()
-        if key == "*":
-            return captured.star
-        if key == "value":
-            return captured.value
-        if key.isdigit():
-            index = int(key) - 1
-            return captured.groups[index] if 0 <= index < len(captured.groups) else ""
-        return captured.named.get(key, "")
-
-    return _PLACEHOLDER.sub(replace, template)
-
-
-# --- attribute paths ----------------------------------------------------------------------------
-
-
-def compile_attribute(path: str) -> PatchPath:
-    try:
-        return parse_patch_path(path)
-    except ScimError as error:
-        raise ValueError(f"invalid attribute path {path!r}: {error.detail}") from None
-
-
-def _leaves(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, bool):
-        return [str(value).lower()]
-    if isinstance(value, int | float | str):
-        return [str(value)]
-    if isinstance(value, dict):
-        return _leaves(get_key(value, "value"))
-    if isinstance(value, list):
-        return [leaf for item in value for leaf in _leaves(item)]
-    return []
-
-
-def attribute_values(resource: dict[str, Any], path: PatchPath) -> list[str]:
-    """The string values at a rule's attribute path. A bare name that is not a core User attribute is
-    looked up in the enterprise extension, then in any other extension (custom attributes)."""
-    attr = path.attr
-    containers: list[dict[str, Any]]
-    if attr.urn is not None and attr.urn.lower() != USER_SCHEMA.id.lower():
-        found = get_key(resource, attr.urn)
-        containers = [found] if isinstance(found, dict) else []
-    elif attr.urn is None and find_attribute(USER_SCHEMA, attr.attr) is None:
-        extensions = sorted(
-            (k for k in resource if k.lower().startswith("urn:") and isinstance(resource[k], dict)),
-            key=lambda k: (k != ENTERPRISE_USER_URN, k),
-        )
-        containers = [resource[k] for k in extensions if get_key(resource[k], attr.attr) is not None][:1]
-    else:
-        containers = [resource]
-    values: list[str] = []
-    for container in containers:
-        value = get_key(container, attr.attr)
-        if path.value_filter is not None:
-            elements = value if isinstance(value, list) else []
-            element_schema = _element_schema(attr.attr)
-            value = [e for e in elements if isinstance(e, dict) and evaluate(path.value_filter, e, element_schema)]
-            if path.sub:
-                value = [get_key(e, path.sub) for e in value]
-        elif attr.sub:
-            items = value if isinstance(value, list) else [value]
-            value = [get_key(i, attr.sub) for i in items if isinstance(i, dict)]
-        values.extend(_leaves(value))
-    return values
-
-
-def _element_schema(name: str) -> ResourceSchema:
-    attribute = find_attribute(USER_SCHEMA, name)
-    return ResourceSchema(Schema("", "", "", attribute.sub_attributes if attribute else ()))
-
-
-# --- rules and users ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -237,18 +70,6 @@ class Rule:
     @property
     def sort_key(self) -> tuple[int, str]:
         return (-self.spec.priority, self.name)
-
-
-@dataclass(frozen=True)
-class UserFacts:
-    """What rules look at: the user's SCIM attributes, state and group displayNames."""
-
-    key: str
-    provider: str
-    user_name: str
-    active: bool
-    resource: dict[str, Any]
-    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -282,30 +103,6 @@ def provenance_of(
 class RuleIssue:
     rule: str
     message: str
-
-
-def applies_to(selector: RuleSelector, user: UserFacts) -> bool:
-    """The rule's providers and user selection admit this user."""
-    if selector.providers and user.provider not in selector.providers:
-        return False
-    return selector.users != UserSelection.ACTIVE or user.active
-
-
-def matches(
-    selector: RuleSelector, matcher: Matcher, attribute: PatchPath | None, user: UserFacts
-) -> list[tuple[str, ProvenanceKind, Captured]]:
-    """Every value of the user's (attribute or group displayNames) that the rule's match accepts."""
-    if selector.source == MappingSource.GROUP:
-        candidates = [(group, ProvenanceKind.GROUP) for group in sorted(user.groups)]
-    else:
-        assert attribute is not None
-        candidates = [(value, ProvenanceKind.ATTRIBUTE) for value in attribute_values(user.resource, attribute)]
-    found = []
-    for value, kind in candidates:
-        captured = matcher.match(value)
-        if captured is not None:
-            found.append((value, kind, captured))
-    return found
 
 
 def _apply_rule(rule: Rule, user: UserFacts, issues: list[RuleIssue]) -> list[Grant]:

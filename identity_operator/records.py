@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from identity_operator.census import AttributeCensus, AttributeKeys, attribute_keys
-from identity_operator.mapping import Rule, TargetKind, UserFacts
+from identity_operator.mapping import Rule, TargetKind
 from identity_operator.roles import Catalog, RoleRule
 from kubescim.api.models import (
     Access,
@@ -38,6 +38,7 @@ from kubescim.constants import (
     LABEL_SCIM_ID,
     TEAM_LABEL_PREFIX,
 )
+from kubescim.matching import UserFacts
 from kubescim.scim.resources import fold, user_to_scim
 
 Body = dict[str, Any]

@@ -1,7 +1,7 @@
 """Role resolution: pure functions from (user, RoleMappings, the provider's declared roles) to the one
 role the user holds.
 
-RoleMappings use the TeamMapping grammar (mapping.matches). A user holds at most one role, chosen by
+RoleMappings use the TeamMapping grammar (kubescim.matching). A user holds at most one role, chosen by
 the provider's `access.roleResolution`:
 - HighestPermission (default): of the roles whose rules match, the highest `rank`; a tie goes to the
   role whose best rule has the higher priority, then to the alphabetically first role name.
@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from identity_operator.mapping import Matcher, UserFacts, applies_to, compile_attribute, matches, provenance_of
+from identity_operator.mapping import provenance_of
 from kubescim.api.models import Access, MappingSource, Provenance, ProvenanceKind, RoleMappingSpec, RoleResolution
+from kubescim.matching import Matcher, UserFacts, applies_to, compile_attribute, matches
 from kubescim.scim.filter import PatchPath
 
 

@@ -1,25 +1,34 @@
 """`kubescim explain`: why a user is in its teams and business units, and whom a rule matches.
 
-Reads what the operator recorded (ScimUser status provenance, mapping status); computes nothing itself,
-so what it prints is exactly what the cluster holds.
+What a user *has* is read from what the operator recorded (ScimUser status provenance, mapping
+status), so it is exactly what the cluster holds. What a user lacks — a role no RoleMapping gave, no
+team at all — is explained by matching the rules against the user here (kubescim.matching, the same
+code the operator runs): "RoleMapping admins reads department: user has 'Eng', rule wants
+'Engineering'".
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from kubescim.api.models import MappingSpec, RoleMappingSpec, RuleSelector
 from kubescim.constants import (
     ACCESS_BINDINGS,
     BUSINESS_UNIT_MAPPINGS,
     CLUSTER_ROLE_BINDINGS,
+    IDENTITY_PROVIDERS,
     LABEL_ACCESS_BINDING,
     LABEL_ACCESS_BINDING_NAMESPACE,
     ROLE_BINDINGS,
+    ROLE_MAPPINGS,
     SCIM_USERS,
     TEAM_MAPPINGS,
 )
 from kubescim.kube import JSON, ApiError, Kube
+from kubescim.matching import Matcher, UserFacts, compile_attribute, why_not
+from kubescim.scim.filter import PatchPath
 from kubescim.scim.resources import fold as _fold
+from kubescim.scim.resources import user_to_scim
 
 
 def _source(source: dict[str, Any]) -> str:
@@ -49,6 +58,8 @@ async def explain_user(kube: Kube, namespace: str, user_name: str) -> str:
     matches = [u for u in users if _fold(str((u.get("spec") or {}).get("userName", ""))) == wanted]
     if not matches:
         raise SystemExit(f"error: no ScimUser with userName {user_name!r} in namespace {namespace!r}")
+    role_rules = await _list_optional(kube, ROLE_MAPPINGS, namespace)
+    team_rules = await _list_optional(kube, TEAM_MAPPINGS, namespace)
     blocks = []
     for user in matches:
         spec, status = user.get("spec") or {}, user.get("status") or {}
@@ -60,17 +71,104 @@ async def explain_user(kube: Kube, namespace: str, user_name: str) -> str:
         ]
         if spec.get("active") is False:
             lines.append("  (inactive users are in no team or business unit unless a rule selects users: All)")
+        facts = _facts(user)
         lines += _memberships("teams", status.get("teams") or [])
+        if not status.get("teams"):
+            lines += _misses("TeamMapping", team_rules, facts, MappingSpec)
         lines += _memberships("business units", status.get("businessUnits") or [])
         lines += _role(status.get("role"))
+        if not status.get("role"):
+            declared = await _declared_roles(kube, namespace, str(spec.get("provider", "")))
+            lines += _role_misses(role_rules, facts, declared)
         lines += await _access(kube, namespace, status)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
 
+async def _list_optional(kube: Kube, resource: Any, namespace: str) -> list[JSON]:
+    """A kind's objects, or none when its CRD is not installed (an older kubescim-crds)."""
+    try:
+        return (await kube.list(resource, namespace))[0]
+    except ApiError as error:
+        if error.not_found:
+            return []
+        raise
+
+
+def _facts(user: JSON) -> UserFacts:
+    """The user as the operator's rules see it: its SCIM attributes and its groups' displayNames."""
+    spec, status = user.get("spec") or {}, user.get("status") or {}
+    resource = user_to_scim(spec, scim_id="", created="", last_modified="", version="", location="", groups=[])
+    return UserFacts(
+        key=str(user["metadata"]["name"]),
+        provider=str(spec.get("provider", "")),
+        user_name=str(spec.get("userName", "")),
+        active=spec.get("active") is not False,
+        resource=resource,
+        groups=tuple(str(g) for g in status.get("groups") or []),
+    )
+
+
+def _compiled(selector: RuleSelector) -> tuple[Matcher | None, PatchPath | None]:
+    try:
+        attribute = compile_attribute(selector.attribute) if selector.attribute else None
+        return Matcher(selector.match), attribute
+    except ValueError:
+        return None, None
+
+
+def _why_not(rule: JSON, model: type[RuleSelector], facts: UserFacts) -> str | None:
+    try:
+        selector = model.model_validate(rule.get("spec") or {})
+    except ValueError:
+        return "the rule's spec is invalid"
+    matcher, attribute = _compiled(selector)
+    return why_not(selector, matcher, attribute, facts)
+
+
+def _misses(kind: str, rules: list[JSON], facts: UserFacts, model: type[RuleSelector]) -> list[str]:
+    """Why each rule of this kind leaves the user out (the user is in none of its targets)."""
+    if not rules:
+        return [f"  (no {kind} exists)"]
+    lines = [f"  why no {kind} matches:"]
+    for rule in sorted(rules, key=lambda r: str(r["metadata"]["name"])):
+        reason = _why_not(rule, model, facts) or "matches, but the operator has not recorded it yet"
+        lines.append(f"    - {kind} {rule['metadata']['name']} {reason}")
+    return lines
+
+
+async def _declared_roles(kube: Kube, namespace: str, provider: str) -> set[str] | None:
+    try:
+        found = await kube.get(IDENTITY_PROVIDERS, provider, namespace)
+    except ApiError:
+        return None
+    access = (found.get("spec") or {}).get("access") or {}
+    return {str(r.get("name")) for r in access.get("roles") or []}
+
+
+def _role_misses(rules: list[JSON], facts: UserFacts, declared: set[str] | None) -> list[str]:
+    """The Okta guide's "users are pushed but have no role": every RoleMapping, and why it gave none."""
+    if not rules:
+        return ["  (no RoleMapping exists)"]
+    lines = ["  why no RoleMapping assigns a role:"]
+    for rule in sorted(rules, key=lambda r: str(r["metadata"]["name"])):
+        name = rule["metadata"]["name"]
+        role = str((rule.get("spec") or {}).get("role", ""))
+        reason = _why_not(rule, RoleMappingSpec, facts)
+        if reason is None and declared is not None and role not in declared:
+            reason = (
+                f"matches, but role {role!r} is not declared by provider {facts.provider} (spec.access.roles), "
+                "so it is never assigned"
+            )
+        lines.append(
+            f"    - RoleMapping {name} (role {role}) {reason or 'matches; the operator has not recorded it yet'}"
+        )
+    return lines
+
+
 def _role(role: dict[str, Any] | None) -> list[str]:
     if not role:
-        return ["role: (none: no RoleMapping assigns this user a declared role)"]
+        return ["role: (none)"]
     lines = [f"role: {role.get('name')} (rank {role.get('rank')}, {role.get('resolution')})"]
     lines.extend(f"    - {_source(s)}" for s in role.get("sources") or [])
     others = [c for c in role.get("candidates") or [] if c != role.get("name")]

@@ -417,7 +417,12 @@ async def test_explain_user_lists_what_the_user_may_do_and_why(access_env: Acces
         f"ClusterRole {EDIT} in {env.apps}  (AccessBinding eng-leads, through team engineering and role lead)" in text
     )
     outsider = await explain_user(env.kube, env.namespace, "sales2@example.com")
-    assert "role: (none" in outsider
+    assert "role: (none)" in outsider
+    # The Okta guide's "users are pushed but have no role": each RoleMapping says why it gave none.
+    assert "RoleMapping engineers (role developer) reads department: user has 'Sales', rule wants 'Engineering'" in (
+        outsider
+    )
+    assert "RoleMapping leads (role lead) reads title: user has 'Analyst', rule wants 'Manager'" in outsider
     assert "access (as Kubernetes user okta:sales2@example.com):\n  (none)" in outsider
 
 

@@ -20,7 +20,6 @@ from identity_operator.access.plan import (
     shard_count,
     subject_names,
 )
-from identity_operator.mapping import UserFacts
 from identity_operator.roles import Catalog, RoleRule, resolve_role, undeclared
 from kubescim.api.models import (
     Access,
@@ -30,6 +29,7 @@ from kubescim.api.models import (
     RoleRefKind,
     RoleResolution,
 )
+from kubescim.matching import UserFacts
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 

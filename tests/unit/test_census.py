@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from identity_operator.census import AttributeCensus, attribute_keys
-from identity_operator.mapping import compile_attribute
 from kubescim.constants import ENTERPRISE_USER_URN
+from kubescim.matching import compile_attribute
 
 ACME = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
 

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from identity_operator.mapping import Rule, UserFacts, compose, evaluate_user, normalise_name
+from identity_operator.mapping import Rule, compose, evaluate_user, normalise_name
 from kubescim.api.models import MappingSpec, ProvenanceKind
 from kubescim.constants import ENTERPRISE_USER_URN
+from kubescim.matching import UserFacts
 
 
 def rule(name: str, kind: str = "Team", **spec: Any) -> Rule:
