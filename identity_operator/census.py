@@ -60,8 +60,17 @@ class AttributeCensus:
                 del self.counts[key]
                 self.version += 1
 
-    def check(self, rule: str, providers: Iterable[str] | None, path: AttrPath) -> AttributeCheck:
-        """Does any user of these providers (all, when None) carry what the rule reads?"""
+    def users(self, provider: str) -> int:
+        """The provider's users (every stored user carries userName)."""
+        return self.counts.get((provider, "", "userName"), 0)
+
+    def check(
+        self, rule: str, providers: Iterable[str] | None, path: AttrPath, *, subject: str | None = None
+    ) -> AttributeCheck:
+        """Does any user of these providers (all, when None) carry what the rule reads? `subject` says
+        who names the attribute in messages (default "rule <rule> reads")."""
+        who = subject or f"rule {rule} reads"
+        agree = "rule" if subject is None else "declaration"
         wanted = set(providers) if providers else None
         name, shown = path.attr, (f"{path.urn}:{path.attr}" if path.urn else path.attr)
         core = path.urn is None and find_attribute(USER_SCHEMA, name) is not None
@@ -87,16 +96,17 @@ class AttributeCensus:
             variant, count = exact.most_common(1)[0]
             return AttributeCheck(
                 "CaseMismatch",
-                f"rule {rule} reads {name}; {count} user(s) carry {variant} (matched regardless of case; Okta's "
-                f"External name is case-sensitive — make the mapping and the rule agree)",
+                f"{who} {name}; {count} user(s) carry {variant} ("
+                + ("matched regardless of case; " if subject is None else "")
+                + f"Okta's External name is case-sensitive — make the mapping and the {agree} agree)",
             )
         if elsewhere:
             urn, count = elsewhere.most_common(1)[0]
             hint = " (the enterprise extension)" if urn == ENTERPRISE_USER_URN else ""
             return AttributeCheck(
                 "NearMiss",
-                f"rule {rule} reads {shown}; {count} user(s) carry {name} under {urn}{hint}: "
-                "name that URN in the rule, or fix the attribute's namespace in Okta",
+                f"{who} {shown}; {count} user(s) carry {name} under {urn}{hint}: "
+                "name that URN, or fix the attribute's namespace in Okta",
             )
         scope = f"provider(s) {', '.join(sorted(wanted))}" if wanted else "any provider"
         return AttributeCheck(

@@ -45,7 +45,14 @@ from identity_operator.records import (
 )
 from identity_operator.roles import EMPTY_CATALOG, Catalog, RoleRule, RoleVerdict, resolve_role, undeclared
 from identity_operator.settings import OperatorSettings
-from identity_operator.status import mapping_rule_status, role_rule_status, target_status, user_status
+from identity_operator.status import (
+    CUSTOM_ATTRIBUTES_CONDITION,
+    custom_attributes_condition,
+    mapping_rule_status,
+    role_rule_status,
+    target_status,
+    user_status,
+)
 from identity_operator.writer import KubeWriter, Writer
 from kubescim.api.models import (
     Access,
@@ -59,6 +66,7 @@ from kubescim.constants import (
     BUSINESS_UNIT_MAPPINGS,
     BUSINESS_UNITS,
     CREATED_BY_OPERATOR,
+    IDENTITY_PROVIDERS,
     LABEL_CREATED_BY,
     LABEL_ROLE,
     MANAGED_BY_OPERATOR,
@@ -72,6 +80,7 @@ from kubescim.constants import (
 )
 from kubescim.kube import ApiError, ApiUnavailable, Kube, Resource
 from kubescim.matching import UserFacts, applies_to, matches
+from kubescim.scim.filter import AttrPath
 from kubescim.scim.resources import fold
 
 log = logging.getLogger("kubescim.operator")
@@ -154,6 +163,7 @@ class Engine:
     role_holders: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     role_rule_users: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     dirty_role_rules: set[str] = field(default_factory=set)
+    dirty_providers: set[str] = field(default_factory=set)  # their CustomAttributesArriving condition
     # Active users as Kubernetes subjects, and who is told when they change (None: access is off).
     principals: dict[str, Principal] = field(default_factory=dict)
     access: AccessSink | None = None
@@ -220,6 +230,7 @@ class Engine:
         ]
         self.dirty_rules.update((kind, name) for kind, name in indexes.rules)
         self.dirty_role_rules.update(indexes.role_rules)
+        self.dirty_providers.update(indexes.providers)
         self.dirty_groups.update(indexes.groups)
         self.mark_targets(list(indexes.targets))
         self.mark_users(list(indexes.users))
@@ -240,7 +251,12 @@ class Engine:
     @property
     def idle(self) -> bool:
         return not (
-            self.dirty_users or self.dirty_targets or self.dirty_rules or self.dirty_groups or self.dirty_role_rules
+            self.dirty_users
+            or self.dirty_targets
+            or self.dirty_rules
+            or self.dirty_groups
+            or self.dirty_role_rules
+            or self.dirty_providers
         )
 
     # --- marking (called by handlers) -----------------------------------------------------------
@@ -277,6 +293,8 @@ class Engine:
             # An attribute appeared or disappeared: attribute rules re-check what users carry.
             self._census_seen = self.view.census.version
             self.dirty_rules.update(key for key, r in self.view.rules.items() if r.rule.attribute is not None)
+            self.dirty_role_rules.update(n for n, r in self.view.role_rules.items() if r.rule.attribute is not None)
+            self.dirty_providers.update(n for n, p in self.view.providers.items() if p.custom_attributes)
 
     def group_changed(self, scim_id: str, renamed: bool) -> None:
         self.dirty_groups.add(scim_id)
@@ -345,6 +363,11 @@ class Engine:
         self.dirty_role_rules.update(self.view.role_rules)
         self._flush_wakeup.set()
         self.mark_users(u.name for u in self.view.users.values() if u.provider == name)
+
+    def provider_attributes_changed(self, name: str) -> None:
+        """The custom attributes a provider declares changed: check them against what users carry."""
+        self.dirty_providers.add(name)
+        self._flush_wakeup.set()
 
     def target_changed(self, kind: TargetKind, name: str, old: TargetRecord | None, new: TargetRecord | None) -> None:
         """Manual members or a team's business unit changed: recompute those users."""
@@ -688,6 +711,7 @@ class Engine:
         rules, self.dirty_rules = self.dirty_rules, set()
         groups, self.dirty_groups = self.dirty_groups, set()
         role_rules, self.dirty_role_rules = self.dirty_role_rules, set()
+        providers, self.dirty_providers = self.dirty_providers, set()
         produced = self.produced_targets()
         # A team's business unit changed its member list: the unit's status lists the team.
         for kind, name in list(targets):
@@ -695,19 +719,20 @@ class Engine:
             if kind == "Team" and record is not None and record.business_unit:
                 targets.add(("BusinessUnit", record.business_unit))
         target_keys, rule_keys, group_keys = sorted(targets), sorted(rules), sorted(groups)
-        role_keys = sorted(role_rules)
+        role_keys, provider_keys = sorted(role_rules), sorted(providers)
         results = await asyncio.gather(
             *(self._flush_target(key, produced) for key in target_keys),
             *(self._flush_rule(key) for key in rule_keys),
             *(self._flush_group(scim_id) for scim_id in group_keys),
             *(self._flush_role_rule(name) for name in role_keys),
+            *(self._flush_provider(name) for name in provider_keys),
             return_exceptions=True,
         )
         # Whatever failed is retried on a later flush; one bad object never drops the others' work.
         # A 404 is an object deleted since it was queued: its DELETED event follows, nothing to retry.
         failed = [
             (key, r)
-            for key, r in zip([*target_keys, *rule_keys, *group_keys, *role_keys], results, strict=True)
+            for key, r in zip([*target_keys, *rule_keys, *group_keys, *role_keys, *provider_keys], results, strict=True)
             if isinstance(r, BaseException) and not (isinstance(r, ApiError) and r.not_found)
         ]
         for key, error in failed:
@@ -719,6 +744,7 @@ class Engine:
         self.dirty_rules.update(k for k, _ in failed if k in rules)
         self.dirty_groups.update(k for k, _ in failed if k in groups)
         self.dirty_role_rules.update(str(k) for k, _ in failed if k in role_rules)
+        self.dirty_providers.update(str(k) for k, _ in failed if k in providers)
         if failed:
             await asyncio.sleep(1)
             self._flush_wakeup.set()
@@ -867,7 +893,12 @@ class Engine:
         matched = self.role_rule_users.get(name, set())
         assigned = sum(1 for user in matched if any(p.rule == name for p in self.roles[user].sources))
         missing = undeclared(record.rule, self.catalogs()) if record.rule.problem is None else []
-        status = role_rule_status(record, len(matched), assigned, missing)
+        attribute_check = None
+        if record.rule.attribute is not None and record.rule.problem is None:
+            attribute_check = self.view.census.check(
+                name, record.rule.spec.providers or None, record.rule.attribute.attr
+            )
+        status = role_rule_status(record, len(matched), assigned, missing, attribute_check)
         if not status_equal(record.status, status):
             async with self._writes:
                 await self.writer.patch_status(ROLE_MAPPINGS, name, status)
@@ -883,6 +914,57 @@ class Engine:
                     "namespace": self.settings.namespace,
                 }
                 await self._post_event(regarding, "Warning", ready["reason"], ready["message"])
+            old_found: dict[str, Any] = next((c for c in previous if c.get("type") == "AttributeFound"), {})
+            if (
+                attribute_check is not None
+                and not attribute_check.ok
+                and old_found.get("reason") != attribute_check.verdict
+            ):
+                regarding = {
+                    "apiVersion": API_VERSION,
+                    "kind": "RoleMapping",
+                    "name": name,
+                    "namespace": self.settings.namespace,
+                }
+                await self._post_event(
+                    regarding, "Warning", f"Attribute{attribute_check.verdict}", attribute_check.message
+                )
+
+    async def _flush_provider(self, name: str) -> None:
+        """The provider's CustomAttributesArriving condition, applied server-side as this one condition
+        (the reconciler owns the others): a declared custom attribute users carry under another case
+        or URN, or not at all, is named."""
+        record = self.view.providers.get(name)
+        if record is None:
+            return
+        census = self.view.census
+        checks = [
+            census.check(name, [name], AttrPath(attr, urn=urn), subject=f"provider {name} declares custom attribute")
+            for urn, attr in record.custom_attributes
+        ]
+        previous = list(record.conditions)
+        built = custom_attributes_condition(record.custom_attributes, checks, census.users(name), previous)
+        old: dict[str, Any] = next((c for c in previous if c.get("type") == CUSTOM_ATTRIBUTES_CONDITION), {})
+        if not record.custom_attributes and not old:
+            return  # nothing declared, nothing said: no condition on most providers
+        if all(old.get(k) == built[k] for k in ("status", "reason", "message")):
+            return
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "IdentityProvider",
+            "metadata": {"name": name},
+            "status": {"conditions": [built]},
+        }
+        async with self._writes:
+            await self.writer.apply_status(IDENTITY_PROVIDERS, body)
+        if built["status"] == "False" and old.get("reason") != built["reason"]:
+            regarding = {
+                "apiVersion": API_VERSION,
+                "kind": "IdentityProvider",
+                "name": name,
+                "namespace": self.settings.namespace,
+            }
+            await self._post_event(regarding, "Warning", f"CustomAttribute{built['reason']}", built["message"])
 
     async def _flush_group(self, scim_id: str) -> None:
         group: GroupRecord | None = self.view.groups.get(scim_id)

@@ -318,6 +318,8 @@ async def on_provider(event: kopf.RawEvent, body: kopf.Body, name: str, memo: ko
     record = store.put_provider(_object(event), _deleted(event))
     if record is None and not _deleted(event):
         return
+    if record is not None and (previous is None or previous.custom_attributes != record.custom_attributes):
+        engine.provider_attributes_changed(name)
     if (previous.access if previous else None) != (record.access if record else None):
         engine.provider_changed(name)
         access: AccessController = memo.access

@@ -250,10 +250,13 @@ class RoleRuleRecord:
 
 @dataclass(frozen=True)
 class ProviderRecord:
-    """What the operator's engine needs of an IdentityProvider: its access settings."""
+    """What the operator's engine needs of an IdentityProvider: its access settings, the custom
+    attributes it declares (urn, name), and the conditions its status holds."""
 
     name: str
     access: Access
+    custom_attributes: tuple[tuple[str, str], ...] = ()
+    conditions: tuple[Body, ...] = ()
 
     @functools.cached_property
     def catalog(self) -> Catalog:
@@ -263,10 +266,12 @@ class ProviderRecord:
     def from_body(cls, body: Any) -> ProviderRecord:
         body = _plain(body)
         try:
-            access = IdentityProviderSpec.model_validate(body.get("spec") or {}).access
+            spec = IdentityProviderSpec.model_validate(body.get("spec") or {})
+            access, declared = spec.access, tuple((a.schema_urn, a.name) for a in spec.scim.custom_attributes)
         except ValidationError:
-            access = Access()
-        return cls(str((body.get("metadata") or {}).get("name")), access)
+            access, declared = Access(), ()
+        conditions = tuple((body.get("status") or {}).get("conditions") or [])
+        return cls(str((body.get("metadata") or {}).get("name")), access, declared, conditions)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ and a mapping's or RoleMapping's matches and conditions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from identity_operator.census import AttributeCheck
@@ -122,8 +122,15 @@ def target_status(
     return status
 
 
-def role_rule_status(record: RoleRuleRecord, matched: int, assigned: int, undeclared_on: list[str]) -> dict[str, Any]:
-    """A RoleMapping's status: whom it matches, whom it gives the role, and whether it can work."""
+def role_rule_status(
+    record: RoleRuleRecord,
+    matched: int,
+    assigned: int,
+    undeclared_on: list[str],
+    attribute_check: AttributeCheck | None = None,
+) -> dict[str, Any]:
+    """A RoleMapping's status: whom it matches, whom it gives the role, and whether it can work
+    (Ready; AttributeFound for an attribute rule, as on TeamMappings)."""
     rule = record.rule
     previous = record.status.get("conditions") or []
     status = RoleMappingStatus(
@@ -141,7 +148,13 @@ def role_rule_status(record: RoleRuleRecord, matched: int, assigned: int, undecl
         ready, reason = True, "Valid"
         message = f"matches {matched} user(s); {assigned} hold role {rule.spec.role!r} through it"
     status["conditions"] = [condition("Ready", ready, reason, message, previous, record.generation)]
+    if attribute_check is not None:
+        status["conditions"].append(_attribute_condition(attribute_check, previous, record.generation))
     return status
+
+
+def _attribute_condition(check: AttributeCheck, previous: list[dict[str, Any]], generation: int) -> dict[str, Any]:
+    return condition("AttributeFound", check.ok, check.verdict, check.message, previous, generation)
 
 
 def mapping_rule_status(
@@ -177,16 +190,7 @@ def mapping_rule_status(
         ),
     ]
     if attribute_check is not None:
-        status["conditions"].append(
-            condition(
-                "AttributeFound",
-                attribute_check.ok,
-                attribute_check.verdict,
-                attribute_check.message,
-                previous,
-                record.generation,
-            )
-        )
+        status["conditions"].append(_attribute_condition(attribute_check, previous, record.generation))
     if pushed_groups_matched is not None:
         found = pushed_groups_matched
         status["conditions"].append(
@@ -203,3 +207,31 @@ def mapping_rule_status(
             )
         )
     return status
+
+
+CUSTOM_ATTRIBUTES_CONDITION = "CustomAttributesArriving"
+_WORST_FIRST = ("CaseMismatch", "NearMiss", "NotCarried")
+
+
+def custom_attributes_condition(
+    declared: Sequence[tuple[str, str]], checks: Sequence[AttributeCheck], users: int, previous: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The Okta guide's "custom attribute is not arriving", on the IdentityProvider: does each custom
+    attribute it declares arrive under exactly that name and URN? A near miss (another case, another
+    URN) names what users carry instead."""
+    if not declared:
+        ok, reason, message = True, "NoneDeclared", "no custom attributes declared in spec.scim.customAttributes"
+    elif users == 0:
+        ok, reason, message = True, "NoUsersYet", f"{len(declared)} declared; no user pushed yet"
+    else:
+        missed = [c for c in checks if c.verdict != "Found"]
+        if not missed:
+            ok, reason = True, "Arriving"
+            message = f"users carry each of the {len(declared)} declared custom attribute(s)"
+        else:
+            ok = False
+            reason = next(v for v in _WORST_FIRST if any(c.verdict == v for c in missed))
+            message = "; ".join(c.message for c in missed[:5]) + (
+                f" (and {len(missed) - 5} more)" if len(missed) > 5 else ""
+            )
+    return condition(CUSTOM_ATTRIBUTES_CONDITION, ok, reason, message, previous)

@@ -36,6 +36,11 @@ class Writer(Protocol):
         returns the object as stored."""
         ...
 
+    async def apply_status(self, resource: Resource, body: JSON) -> None:
+        """Server-side apply to the status subresource: the fields in `body` only (a condition among
+        those another writer owns)."""
+        ...
+
     async def event(self, regarding: JSON, type_: str, reason: str, note: str) -> None: ...
 
 
@@ -69,6 +74,18 @@ class KubeWriter:
             body,
             namespace or self.namespace,
             patch_type="apply",
+            field_manager=FIELD_MANAGER,
+            force=True,
+        )
+
+    async def apply_status(self, resource: Resource, body: JSON) -> None:
+        await self.kube.patch(
+            resource,
+            str(body["metadata"]["name"]),
+            body,
+            self.namespace,
+            patch_type="apply",
+            subresource="status",
             field_manager=FIELD_MANAGER,
             force=True,
         )
@@ -108,6 +125,9 @@ class MemoryWriter:
         version = self._next("apply", resource, str(body["metadata"]["name"]), body)
         metadata = {**body["metadata"], "uid": f"uid-{version}", "resourceVersion": str(version)}
         return {**body, "metadata": metadata}
+
+    async def apply_status(self, resource: Resource, body: JSON) -> None:
+        self._next("apply_status", resource, str(body["metadata"]["name"]), body)
 
     async def event(self, regarding: JSON, type_: str, reason: str, note: str) -> None:
         self.calls.append(("event", str(regarding.get("kind")), str(regarding.get("name")), (type_, reason, note)))

@@ -4,8 +4,9 @@ gateway and the operator keep (pure: objects in, findings out).
 The Okta guide ends with symptoms an administrator checks by hand; these are the ones kubescim can
 see for itself: a client still sending a replaced token, an unknown token (wrong base URL or token),
 no token at all, a failing or blocked reconciliation, groups assigned to the app but not pushed, and
-mapping rules (and RoleMappings, AccessBindings) of the provider that are not Ready, read an attribute no user carries (or carries
-under another case or namespace), or match no pushed group.
+declared custom attributes users carry under another case or namespace (or not at all), and mapping
+rules (and RoleMappings, AccessBindings) of the provider that are not Ready, read an attribute no
+user carries (or carries under another case or namespace), or match no pushed group.
 """
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def diagnose_provider(provider: JSON, rules: list[JSON]) -> list[Finding]:
                 f"the last Okta reconciliation was blocked: {last.get('message', '')}",
                 "if the change is intended, annotate the IdentityProvider "
                 "identity.kubescim.dev/allow-mass-deactivation=true for one run",
+            )
+        )
+    arriving = _condition(provider, "CustomAttributesArriving")
+    if arriving is not None and arriving.get("status") == "False":
+        findings.append(
+            Finding(
+                "warning",
+                f"declared custom attributes do not arrive as declared: {arriving.get('message', '')}",
+                "in Okta's Profile Editor, each attribute's External name (case included) and External namespace "
+                "must be what spec.scim.customAttributes declares; fix one or the other, then push the users again",
             )
         )
     unpushed = status.get("unpushedGroups") or []

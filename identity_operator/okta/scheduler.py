@@ -34,6 +34,7 @@ from kubescim.kube import ApiError, ApiUnavailable, Kube
 log = logging.getLogger("kubescim.reconciler")
 # Renewed every quarter of this while a run lasts; a crashed operator's lease expires this soon.
 RUN_LEASE_SECONDS = 60
+RECONCILER_FIELD_MANAGER = "kubescim-reconciler"
 _DURATION = re.compile(r"([0-9.]+)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -273,7 +274,7 @@ class Scheduler:
             ),
         ]
         state.conditions = conditions
-        status: dict[str, Any] = {"lastSync": last, "conditions": conditions}
+        status: dict[str, Any] = {"lastSync": last}
         if result.result != SyncResult.FAILED or result.unpushed:  # a failed fetch knows nothing new
             status["unpushedGroups"] = [{"oktaId": g.okta_id, "name": g.name[:256]} for g in result.unpushed[:100]]
         if users is not None:
@@ -301,6 +302,33 @@ class Scheduler:
         if result.result != SyncResult.FAILED:
             state.unpushed = unpushed
         await self._status(state, status)
+        await self._apply_conditions(state, conditions)
+
+    async def _apply_conditions(self, state: ProviderState, conditions: list[dict[str, Any]]) -> None:
+        """Server-side apply of the conditions the reconciler owns (Synced, Ready), so that the
+        operator's engine can own others (CustomAttributesArriving) on the same list: a merge patch
+        would replace the whole list."""
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "IdentityProvider",
+            "metadata": {"name": state.name},
+            "status": {"conditions": conditions},
+        }
+        try:
+            await self.kube.patch(
+                IDENTITY_PROVIDERS,
+                state.name,
+                body,
+                self.namespace,
+                patch_type="apply",
+                subresource="status",
+                field_manager=RECONCILER_FIELD_MANAGER,
+                force=True,
+            )
+        except (ApiError, ApiUnavailable) as error:
+            log.warning(
+                "cannot write IdentityProvider conditions", extra={"provider": state.name, "error": str(error)[:200]}
+            )
 
     async def _event(self, state: ProviderState, type_: str, reason: str, note: str) -> None:
         regarding = {"apiVersion": API_VERSION, "kind": "IdentityProvider", "name": state.name, "uid": state.uid}

@@ -15,6 +15,7 @@ from kubescim.constants import (
     API_VERSION,
     BUSINESS_UNIT_LABEL_PREFIX,
     BUSINESS_UNITS,
+    IDENTITY_PROVIDERS,
     LABEL_CREATED_BY,
     SCIM_USERS,
     TEAM_LABEL_PREFIX,
@@ -318,6 +319,23 @@ async def test_a_rule_reading_an_attribute_no_user_carries_says_so(stack: Stack)
     }
     for name, spec in rules.items():
         await stack.apply_mapping("Team", name, spec)
+    # The provider declares the attribute for /Schemas as employeeID too: its own condition says so.
+    await stack.kube.patch(
+        IDENTITY_PROVIDERS,
+        "okta",
+        {"spec": {"scim": {"customAttributes": [{"schema": ENTERPRISE, "name": "employeeID"}]}}},
+        stack.namespace,
+    )
+
+    async def declared() -> dict[str, Any]:
+        provider = await stack.kube.get(IDENTITY_PROVIDERS, "okta", stack.namespace)
+        conditions = {c["type"]: c for c in (provider.get("status") or {}).get("conditions") or []}
+        assert conditions.get("CustomAttributesArriving", {}).get("reason") == "CaseMismatch", conditions
+        return conditions["CustomAttributesArriving"]
+
+    arriving = await eventually(declared, timeout=30)
+    assert arriving["status"] == "False"
+    assert "provider okta declares custom attribute employeeID; 3 user(s) carry employeeId" in arriving["message"]
 
     async def found() -> dict[str, tuple[str, str, str]]:
         result = {}
@@ -340,7 +358,8 @@ async def test_a_rule_reading_an_attribute_no_user_carries_says_so(stack: Stack)
     async def events() -> set[str]:
         items, _ = await stack.kube.list(EVENTS, stack.namespace)
         reasons = {e.get("reason") for e in items}
-        assert {"AttributeCaseMismatch", "AttributeNearMiss", "AttributeNotCarried"} <= reasons, reasons
+        expected = {"AttributeCaseMismatch", "AttributeNearMiss", "AttributeNotCarried", "CustomAttributeCaseMismatch"}
+        assert expected <= reasons, reasons
         return reasons
 
     await eventually(events, timeout=20)
@@ -362,3 +381,7 @@ async def test_a_rule_reading_an_attribute_no_user_carries_says_so(stack: Stack)
     for name in ("by-employee-id", "acme-badge", "colours"):
         assert f"TeamMapping {name}: " in doctor.stdout, doctor.stdout
     assert "TeamMapping titles" not in doctor.stdout
+    assert (
+        "declared custom attributes do not arrive as declared: provider okta declares custom attribute employeeID"
+        in (doctor.stdout)
+    )

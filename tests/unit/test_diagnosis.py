@@ -67,3 +67,15 @@ def test_refused_access_bindings_and_undeclared_roles_are_named() -> None:
     ]
     assert "docs/access.md" in findings[0].fix
     assert "spec.access.roles" in findings[1].fix
+
+
+def test_a_declared_custom_attribute_near_miss_is_named() -> None:
+    condition = {
+        "type": "CustomAttributesArriving",
+        "status": "False",
+        "reason": "CaseMismatch",
+        "message": "provider okta declares custom attribute employeeID; 42 user(s) carry employeeId",
+    }
+    (finding,) = diagnose_provider(provider(conditions=[condition]), [])
+    assert "42 user(s) carry employeeId" in finding.what
+    assert "External name" in finding.fix

@@ -94,3 +94,65 @@ async def test_a_user_deleted_meanwhile_is_not_an_error() -> None:
     writer.missing.add("ada")
     await engine._process_user_safely("ada")  # the 404 is absorbed: its DELETED event follows
     assert writer.calls == []
+
+
+def _provider(*declared: tuple[str, str], conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    attributes = [{"schema": urn, "name": name} for urn, name in declared]
+    return {
+        "metadata": {"name": "okta", "generation": 1, "resourceVersion": "3"},
+        "spec": {"scim": {"customAttributes": attributes}},
+        "status": {"conditions": conditions or []},
+    }
+
+
+def _user_with(name: str, attribute: str, value: str) -> dict[str, Any]:
+    body = user(name, "Engineering")
+    body["spec"]["extensions"][ENTERPRISE_USER_URN][attribute] = value
+    return body
+
+
+async def test_a_declared_custom_attribute_that_arrives_under_another_case_is_named_on_the_provider() -> None:
+    """The Okta guide's "custom attribute is not arriving": Okta sends employeeId, the provider
+    declares employeeID. The provider's own condition (applied server-side, one condition) and a
+    Warning Event say so; once the declaration agrees, the condition turns True without an Event."""
+    engine, store, writer = engine_with(*(_user_with(f"u{i}", "employeeId", f"E{i}") for i in range(3)))
+    store.put_provider(_provider((ENTERPRISE_USER_URN, "employeeID")))
+    engine.provider_attributes_changed("okta")
+    await engine.flush()
+    ((plural, name, body),) = writer.of("apply_status")
+    assert (plural, name, body["kind"]) == ("identityproviders", "okta", "IdentityProvider")
+    (built,) = body["status"]["conditions"]
+    assert (built["type"], built["status"], built["reason"]) == ("CustomAttributesArriving", "False", "CaseMismatch")
+    assert "provider okta declares custom attribute employeeID; 3 user(s) carry employeeId" in built["message"]
+    ((kind, _, (type_, reason, _note)),) = [c[1:] for c in writer.calls if c[0] == "event"]
+    assert (kind, type_, reason) == ("IdentityProvider", "Warning", "CustomAttributeCaseMismatch")
+
+    # Seen again with that condition stored: nothing to write.
+    store.put_provider(
+        _provider((ENTERPRISE_USER_URN, "employeeID"), conditions=[built])
+        | {"metadata": {"name": "okta", "generation": 1, "resourceVersion": "4"}}
+    )
+    engine.provider_attributes_changed("okta")
+    await engine.flush()
+    assert len(writer.of("apply_status")) == 1
+
+    store.put_provider(
+        _provider((ENTERPRISE_USER_URN, "employeeId"), conditions=[built])
+        | {"metadata": {"name": "okta", "generation": 2, "resourceVersion": "5"}}
+    )
+    engine.provider_attributes_changed("okta")
+    await engine.flush()
+    fixed = writer.of("apply_status")[-1][2]["status"]["conditions"][0]
+    assert (fixed["status"], fixed["reason"]) == ("True", "Arriving")
+    assert len([c for c in writer.calls if c[0] == "event"]) == 1
+
+
+async def test_a_declared_attribute_under_another_urn_or_missing_is_named() -> None:
+    engine, store, writer = engine_with(_user_with("u1", "badge", "Gold"))
+    store.put_provider(_provider(("urn:example:acme:1.0:User", "badge"), ("urn:example:acme:1.0:User", "shoeSize")))
+    engine.provider_attributes_changed("okta")
+    await engine.flush()
+    built = writer.of("apply_status")[0][2]["status"]["conditions"][0]
+    assert (built["status"], built["reason"]) == ("False", "NearMiss")
+    assert f"1 user(s) carry badge under {ENTERPRISE_USER_URN}" in built["message"]
+    assert "no user of provider(s) okta carries urn:example:acme:1.0:User:shoeSize" in built["message"]
