@@ -52,6 +52,8 @@ from kubescim.constants import (
     BUSINESS_UNIT_MAPPINGS,
     BUSINESS_UNITS,
     GROUP_LABEL_PREFIX,
+    LABEL_SCIM_ID,
+    SCIM_GROUPS,
     SCIM_USERS,
     TEAMS,
 )
@@ -445,9 +447,85 @@ async def bench_okta(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str,
                 "users_changed": changed,
             }
         out.update(runs)
+        out.update(await _okta_deltas(kube, namespace, spec, server, config.api_token, result.cursor))
     finally:
         await server.stop()
         await kube.delete(NAMESPACES, namespace)
+    return out
+
+
+async def _okta_deltas(
+    kube: Kube, namespace: str, spec: Any, server: SimulatorServer, token: str, cursor: Any
+) -> dict[str, Any]:
+    """Delta runs after the full ones: one with no drift, then one after 50 changes made in Okta
+    without pushes (the drift missed pushes leave), each checked in the cluster."""
+    org = server.org
+    users = sorted(org.assignments)
+    groups = sorted(m.source_group_id for m in org.push_mappings.values())
+    out: dict[str, Any] = {}
+
+    async def delta(label: str, since: Any) -> Any:
+        server.simulator.reset_stats()
+        client = OktaClient(OktaCredentials(server.url, api_token=token))
+        version = await kube.current_version(SCIM_USERS, namespace)
+        result = await reconcile(
+            kube, namespace, "okta", spec, client=client, allow_mass_deactivation=True, since=since
+        )
+        await client.close()
+        users_after, _ = await kube.list(SCIM_USERS, namespace)
+        out[label] = {
+            "result": result.result,
+            "kind": result.kind,
+            "message": result.message[:200],
+            "seconds": round(result.duration, 2),
+            "okta_calls": result.okta_calls,
+            "calls": dict(server.simulator.stats.calls),
+            "throttled_429": server.simulator.stats.throttled,
+            "kubernetes_writes": result.writes,
+            "users_changed": sum(1 for u in users_after if int(u["metadata"]["resourceVersion"]) > int(version or 0)),
+        }
+        return result
+
+    quiet = await delta("delta_no_drift", cursor)
+    retitled, deactivated, unassigned = users[:15], users[15:25], users[25:30]
+    for i, user_id in enumerate(retitled):
+        org.update_profile(user_id, title=f"Delta Title {i}")
+    for user_id in deactivated:
+        org.deactivate_user(user_id)
+    for user_id in unassigned:
+        org.unassign(user_id)
+    newcomers = []
+    for i in range(5):
+        login = f"delta.newcomer.{i}@example.com"
+        newcomer = org.add_user(login=login, email=login, firstName="Delta", lastName=f"N{i}")
+        org.assign(newcomer.id)
+        newcomers.append((newcomer.id, login))
+    for i, group_id in enumerate(groups[:5]):
+        org.rename_group(group_id, f"Delta Renamed {i}")
+    joined = list(zip(groups[5:15], users[30:40], strict=True))
+    for group_id, user_id in joined:
+        org.set_members(group_id, org.groups[group_id].members | {user_id})
+    await delta("delta_50_changes", quiet.cursor)
+
+    items, _ = await kube.list(SCIM_USERS, namespace)
+    by_okta = {str(u["spec"].get("externalId")): u for u in items}
+    group_items, _ = await kube.list(SCIM_GROUPS, namespace)
+    # The reconciler created these groups: found by their Okta id (externalId), labelled by SCIM id.
+    names = {str(g["spec"].get("externalId")): g["spec"].get("displayName") for g in group_items}
+    scim_ids = {
+        str(g["spec"].get("externalId")): (g["metadata"].get("labels") or {}).get(LABEL_SCIM_ID, g["metadata"]["name"])
+        for g in group_items
+    }
+    repaired = sum(by_okta[u]["spec"].get("title") == f"Delta Title {i}" for i, u in enumerate(retitled))
+    repaired += sum(by_okta[u]["spec"].get("active") is False for u in [*deactivated, *unassigned])
+    repaired += sum(
+        okta_id in by_okta and by_okta[okta_id]["spec"]["userName"] == login for okta_id, login in newcomers
+    )
+    repaired += sum(names.get(g) == f"Delta Renamed {i}" for i, g in enumerate(groups[:5]))
+    repaired += sum(
+        f"{GROUP_LABEL_PREFIX}{scim_ids.get(g)}" in (by_okta[u]["metadata"].get("labels") or {}) for g, u in joined
+    )
+    out["delta_50_changes"]["changes_repaired"] = repaired
     return out
 
 
@@ -715,6 +793,29 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{r['max_budget_share_used']} | {r['kubernetes_writes']} | {r['users_changed']} |"
             )
         lines += ["", "Target for the no-drift rerun: 0 Kubernetes writes.", ""]
+        deltas = [label for label in ("delta_no_drift", "delta_50_changes") if label in okta]
+        if deltas:
+            lines += [
+                "Delta runs (from the last run's cursor): the System Log, lastUpdated filters and the push mappings.",
+                "",
+                "| run | kind | result | s | Okta calls | 429s | Kubernetes writes | users changed | changes repaired |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for label in deltas:
+                r = okta[label]
+                lines.append(
+                    f"| {label} | {r['kind']} | {r['result']} | {r['seconds']} | {r['okta_calls']} | "
+                    f"{r['throttled_429']} | {r['kubernetes_writes']} | {r['users_changed']} | "
+                    f"{r.get('changes_repaired', '-')}{' of 50' if 'changes_repaired' in r else ''} |"
+                )
+            quiet = okta.get("delta_no_drift", {})
+            lines += [
+                "",
+                f"Targets: a no-drift delta makes at most 10 Okta calls ({verdict(quiet.get('okta_calls', 99) <= 10)}) "
+                "and 0 Kubernetes writes; a change is repaired within one delta interval (default 5 min) plus the "
+                "run's duration.",
+                "",
+            ]
     memory = results.get("memory")
     if memory:
         lines += [

@@ -13,6 +13,7 @@ from typing import Any
 from kubescim.api.models import IdentityProviderSpec
 from kubescim.constants import (
     ACCESS_BINDINGS,
+    ANNOTATION_FULL_SYNC_REQUESTED,
     ANNOTATION_SYNC_REQUESTED,
     BUSINESS_UNIT_MAPPINGS,
     IDENTITY_PROVIDERS,
@@ -93,13 +94,11 @@ async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
     return token
 
 
-async def request_sync(kube: Kube, namespace: str, provider: str) -> None:
-    await kube.patch(
-        IDENTITY_PROVIDERS,
-        provider,
-        {"metadata": {"annotations": {ANNOTATION_SYNC_REQUESTED: _now()}}},
-        namespace,
-    )
+async def request_sync(kube: Kube, namespace: str, provider: str, *, full: bool = False) -> None:
+    """A run now: a delta run (only what changed since the last run) when one can run, or with
+    `full` a full comparison of every user and group."""
+    annotation = ANNOTATION_FULL_SYNC_REQUESTED if full else ANNOTATION_SYNC_REQUESTED
+    await kube.patch(IDENTITY_PROVIDERS, provider, {"metadata": {"annotations": {annotation: _now()}}}, namespace)
 
 
 async def doctor_report(kube: Kube, namespace: str, provider: str | None) -> list[tuple[str, list[Finding]]]:
@@ -155,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sync = commands.add_parser("sync", help="request an Okta reconciliation now")
     sync.add_argument("--provider", required=True)
+    sync.add_argument(
+        "--full", action="store_true", help="compare every user and group (default: a delta run when one can run)"
+    )
 
     explain = commands.add_parser("explain", help="why a user is in a team, or whom a rule matches")
     explain.add_argument("what", choices=["user", "rule"])
@@ -177,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.command == "sync":
-        _run(config, lambda kube: request_sync(kube, namespace, args.provider))
-        print(f"sync requested for provider {args.provider}")
+        _run(config, lambda kube: request_sync(kube, namespace, args.provider, full=args.full))
+        print(f"{'full ' if args.full else ''}sync requested for provider {args.provider}")
         return 0
     if args.command == "doctor":
         reports: list[tuple[str, list[Finding]]] = _run(

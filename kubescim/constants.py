@@ -56,6 +56,7 @@ ANNOTATION_MEMBERS_REVISION: Final = f"{GROUP}/members-revision"
 # On a renamed user's new object: "<old object name>/<old uid>", so every cache buries the old one.
 ANNOTATION_RENAMED_FROM: Final = f"{GROUP}/renamed-from"
 ANNOTATION_SYNC_REQUESTED: Final = f"{GROUP}/sync-requested"
+ANNOTATION_FULL_SYNC_REQUESTED: Final = f"{GROUP}/full-sync-requested"
 ANNOTATION_ALLOW_MASS_DEACTIVATION: Final = f"{GROUP}/allow-mass-deactivation"
 
 # --- common app.kubernetes.io labels ------------------------------------------------------------

@@ -12,6 +12,9 @@ raises OktaFetchError: the caller must then treat its snapshot as partial.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import email.utils
 import logging
 import random
 import re
@@ -26,11 +29,27 @@ import jwt
 
 log = logging.getLogger("kubescim.okta")
 LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([^";]+)"?')
-MAX_LIMIT = {"app_users": 500, "app_groups": 200, "push": 1000, "group_users": 1000, "users": 200, "groups": 10000}
+MAX_LIMIT = {
+    "app_users": 500,
+    "app_groups": 200,
+    "push": 1000,
+    "group_users": 1000,
+    "users": 200,
+    "groups": 10000,
+    "logs": 1000,
+}
+# The System Log events that show what lastUpdated filters cannot: assignments to and from the app
+# (an assignment changes the app user, not the user, so the user's lastUpdated does not move).
+APP_ASSIGNMENT_EVENTS = ("application.user_membership.add", "application.user_membership.remove")
 
 
 class OktaFetchError(Exception):
-    """A read failed after retries: whatever was fetched is incomplete."""
+    """A read failed after retries: whatever was fetched is incomplete. `status`: Okta's HTTP status
+    when it answered with a 4xx."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,8 @@ class ClientStats:
     retries: int = 0
     throttled: int = 0
     pages: dict[str, int] = field(default_factory=dict)
+    server_time: dt.datetime | None = None  # Okta's clock (the Date header of its first answer)
+    local_time: dt.datetime | None = None  # ours at that moment
 
 
 def next_link(headers: httpx.Headers) -> str | None:
@@ -222,9 +243,11 @@ class OktaClient:
                         raise OktaFetchError(f"GET {httpx.URL(url).path}: still rate limited")
                     continue
                 if response.status_code < 500:
+                    self._note_clock(response)
                     if response.status_code >= 400:
                         raise OktaFetchError(
-                            f"GET {httpx.URL(url).path}: HTTP {response.status_code} {response.text[:200]}"
+                            f"GET {httpx.URL(url).path}: HTTP {response.status_code} {response.text[:200]}",
+                            response.status_code,
                         )
                     return response
                 problem = f"HTTP {response.status_code}"
@@ -233,6 +256,13 @@ class OktaClient:
             if attempt > self.max_retries:
                 raise OktaFetchError(f"GET {httpx.URL(url).path}: {problem} after {self.max_retries} retries")
             await asyncio.sleep(min(2**attempt * 0.2, 10) * random.uniform(0.5, 1.5))
+
+    def _note_clock(self, response: httpx.Response) -> None:
+        if self.stats.server_time is not None or "date" not in response.headers:
+            return
+        with contextlib.suppress(TypeError, ValueError):
+            self.stats.server_time = email.utils.parsedate_to_datetime(response.headers["date"])
+            self.stats.local_time = dt.datetime.now(dt.UTC)
 
     async def pages(self, path: str, kind: str, params: dict[str, Any] | None = None) -> AsyncIterator[list[Any]]:
         """Each page of a listing, following rel="next" until there is none."""
@@ -267,6 +297,35 @@ class OktaClient:
 
     async def push_mappings(self, app_id: str) -> list[dict[str, Any]]:
         return await self.list_all(f"/api/v1/apps/{app_id}/group-push/mappings", "push")
+
+    async def app_user(self, app_id: str, user_id: str) -> dict[str, Any] | None:
+        """One app user (with its Okta user), or None when the user is not assigned to the app."""
+        try:
+            response = await self.get(f"/api/v1/apps/{app_id}/users/{user_id}", {"expand": "user"})
+        except OktaFetchError as error:
+            if error.status == 404:
+                return None
+            raise
+        try:
+            return dict(response.json())
+        except ValueError:
+            raise OktaFetchError(f"app user {user_id}: invalid JSON body") from None
+
+    async def assignment_events(self, app_id: str, since: str, until: str) -> list[dict[str, Any]]:
+        """The app's assignment events published in [since, until) (a bounded System Log query:
+        it ends; a polling one would not)."""
+        types = " or ".join(f'eventType eq "{t}"' for t in APP_ASSIGNMENT_EVENTS)
+        params = {"since": since, "until": until, "filter": f'({types}) and target.id eq "{app_id}"'}
+        return await self.list_all("/api/v1/logs", "logs", {**params, "sortOrder": "ASCENDING"})
+
+    async def users_changed_since(self, since: str) -> list[dict[str, Any]]:
+        """Okta users whose profile or status changed after `since` (DEPROVISIONED ones included)."""
+        return await self.list_all("/api/v1/users", "users", {"search": f'lastUpdated gt "{since}"'})
+
+    async def groups_changed_since(self, since: str) -> list[dict[str, Any]]:
+        """Groups renamed or whose membership changed after `since`."""
+        search = f'lastUpdated gt "{since}" or lastMembershipUpdated gt "{since}"'
+        return await self.list_all("/api/v1/groups", "groups", {"search": search})
 
     async def group(self, group_id: str) -> dict[str, Any]:
         response = await self.get(f"/api/v1/groups/{group_id}")

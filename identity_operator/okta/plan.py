@@ -71,6 +71,16 @@ class ClusterGroup:
     uid: str = ""
 
 
+@dataclass(frozen=True)
+class DeltaScope:
+    """What a delta run knows: the state of these Okta users only (those in okta_users, and those
+    it found unassigned), the member lists of the groups given, and which groups Okta pushes at all.
+    Everything else in the cluster is left as it is."""
+
+    users: frozenset[str]  # Okta user ids read: present in okta_users, or no longer assigned
+    pushed: frozenset[str]  # every pushed group's Okta id, and the SCIM ids its mapping targets
+
+
 @dataclass
 class Plan:
     create_users: list[tuple[str, ScimUserSpec]] = field(default_factory=list)  # (new SCIM id, spec)
@@ -160,13 +170,17 @@ def make_plan(
     threshold_percent: int = 25,
     allow_mass_deactivation: bool = False,
     remove_unbacked: bool = True,
+    scope: DeltaScope | None = None,
 ) -> Plan:
+    """The repairs that make the cluster match Okta. With a `scope` (a delta run), Okta's state is
+    known only for the users and groups given: only they are compared, the breaker still counts
+    against the whole provider, and group members resolve through every user the cluster holds."""
     plan = Plan()
     by_external = {u.external_id: u for u in cluster_users if u.external_id}
     by_scim = {u.scim_id: u for u in cluster_users}
     taken_names = {fold(u.spec.get("userName", "")) for u in cluster_users}
     matched: set[str] = set()
-    okta_to_scim: dict[str, str] = {}
+    okta_to_scim: dict[str, str] = {} if scope is None else {k: u.scim_id for k, u in by_external.items() if k}
 
     for okta_user in sorted(okta_users, key=lambda u: u.okta_id):
         current = by_external.get(okta_user.okta_id) or (by_scim.get(okta_user.scim_id) if okta_user.scim_id else None)
@@ -212,6 +226,8 @@ def make_plan(
     for user in cluster_users:
         if user.scim_id in matched or not remove_unbacked:
             continue
+        if scope is not None and (user.external_id is None or user.external_id not in scope.users):
+            continue  # a delta run knows nothing new of this user
         if policy == DeactivationPolicy.DELETE:
             plan.delete_users.append(user)
             plan.unbacked_users.append(user)
@@ -219,7 +235,7 @@ def make_plan(
             plan.deactivate_users.append(user)
             plan.unbacked_users.append(user)
 
-    _plan_groups(plan, okta_groups, cluster_users, cluster_groups, okta_to_scim)
+    _plan_groups(plan, okta_groups, cluster_users, cluster_groups, okta_to_scim, scope)
     if not remove_unbacked:
         plan.remove_groups = []
 
@@ -245,6 +261,7 @@ def _plan_groups(
     cluster_users: list[ClusterUser],
     cluster_groups: list[ClusterGroup],
     okta_to_scim: dict[str, str],
+    scope: DeltaScope | None = None,
 ) -> None:
     by_scim = {g.scim_id: g for g in cluster_groups}
     by_external = {g.external_id: g for g in cluster_groups if g.external_id}
@@ -275,4 +292,9 @@ def _plan_groups(
             plan.add_members[current.scim_id] = wanted - have
         if (have - wanted) - deleted:
             plan.remove_members[current.scim_id] = (have - wanted) - deleted
-    plan.remove_groups = [g for g in cluster_groups if g.scim_id not in matched]
+    plan.remove_groups = [
+        g
+        for g in cluster_groups
+        if g.scim_id not in matched
+        and (scope is None or not ({g.scim_id, g.external_id} & scope.pushed))  # a delta: only the unpushed
+    ]

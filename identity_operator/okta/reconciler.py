@@ -23,6 +23,7 @@ from identity_operator.okta.plan import (
     ACTIVE_STATUSES,
     ClusterGroup,
     ClusterUser,
+    DeltaScope,
     OktaGroup,
     OktaUser,
     Plan,
@@ -34,6 +35,7 @@ from kubescim.api.models import (
     ScimGroupSpec,
     ScimUserSpec,
     SyncCounts,
+    SyncKind,
     SyncResult,
     UnbackedPolicy,
 )
@@ -63,7 +65,10 @@ class RunResult:
     writes: int = 0
     errors: list[str] = field(default_factory=list)
     drift: bool = True  # the run found something to repair or to report (False: "no drift", stay quiet)
-    unpushed: list[UnpushedGroup] = field(default_factory=list)
+    unpushed: list[UnpushedGroup] | None = field(default_factory=list)  # None: not read (a delta run)
+    kind: SyncKind = SyncKind.FULL
+    cursor: dt.datetime | None = None  # set by a successful run: where the next delta starts
+    fallback_reason: str | None = None  # a delta was asked for, a full run ran: why
 
     @classmethod
     def failed(cls, message: str, **details: Any) -> RunResult:
@@ -121,25 +126,25 @@ class OktaSnapshot:
     unpushed: list[UnpushedGroup]
 
 
+def okta_user(app_user: dict[str, Any]) -> OktaUser:
+    """An app user (expanded with its Okta user) as the plan compares it."""
+    embedded = (app_user.get("_embedded") or {}).get("user") or {}
+    status = embedded.get("status", "ACTIVE")
+    credentials = app_user.get("credentials") or {}
+    user_name = credentials.get("userName") or (embedded.get("profile") or {}).get("login")
+    if not user_name:
+        raise OktaFetchError(f"app user {app_user.get('id')} has no userName")
+    return OktaUser(
+        okta_id=str(app_user["id"]),
+        scim_id=app_user.get("externalId"),
+        active=status in ACTIVE_STATUSES and app_user.get("status") in ACTIVE_ASSIGNMENT,
+        user_name=str(user_name),
+        profile=dict(app_user.get("profile") or {}),
+    )
+
+
 async def fetch_okta(client: OktaClient, app_id: str, group_concurrency: int = 4) -> OktaSnapshot:
-    app_users = await client.app_users(app_id)
-    users = []
-    for app_user in app_users:
-        embedded = (app_user.get("_embedded") or {}).get("user") or {}
-        status = embedded.get("status", "ACTIVE")
-        credentials = app_user.get("credentials") or {}
-        user_name = credentials.get("userName") or (embedded.get("profile") or {}).get("login")
-        if not user_name:
-            raise OktaFetchError(f"app user {app_user.get('id')} has no userName")
-        users.append(
-            OktaUser(
-                okta_id=str(app_user["id"]),
-                scim_id=app_user.get("externalId"),
-                active=status in ACTIVE_STATUSES and app_user.get("status") in ACTIVE_ASSIGNMENT,
-                user_name=str(user_name),
-                profile=dict(app_user.get("profile") or {}),
-            )
-        )
+    users = [okta_user(a) for a in await client.app_users(app_id)]
     mappings = [m for m in await client.push_mappings(app_id) if m.get("status", "ACTIVE") == "ACTIVE"]
     pushed = {str(m["sourceGroupId"]) for m in mappings}
     unpushed_ids = sorted({str(g["id"]) for g in await client.app_groups(app_id)} - pushed)
@@ -164,6 +169,112 @@ async def fetch_okta(client: OktaClient, app_id: str, group_concurrency: int = 4
     groups = await asyncio.gather(*(one(m) for m in mappings))
     unpushed = [UnpushedGroup(g, names.get(g, g)) for g in unpushed_ids]
     return OktaSnapshot(users, list(groups), sorted(unpushed, key=lambda g: (g.name, g.okta_id)))
+
+
+# --- delta reads --------------------------------------------------------------------------------
+
+# Okta's System Log and its users/groups search are eventually consistent (an event can appear a few
+# seconds after its `published` time): each delta re-reads this much before its cursor. Re-reading a
+# change already applied finds no drift and writes nothing.
+DELTA_OVERLAP = dt.timedelta(minutes=2)
+# Our clock may differ from Okta's by this much before a delta run no longer trusts its cursor.
+MAX_CLOCK_SKEW = dt.timedelta(seconds=60)
+# How far back Okta's System Log goes (90 days); an older cursor cannot be caught up on.
+LOG_RETENTION = dt.timedelta(days=90)
+# More touched users than this: one listing of the app's users is cheaper than one GET each.
+DELTA_USER_GETS = 25
+
+
+def okta_time(moment: dt.datetime) -> str:
+    """Okta's timestamp format, which its filters compare: UTC, milliseconds, Z."""
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class DeltaUnsure(Exception):
+    """A delta run cannot be sure it sees every change: a full run is needed (the message says why)."""
+
+
+@dataclass
+class DeltaSnapshot:
+    users: list[OktaUser]  # the touched users still assigned
+    groups: list[OktaGroup]  # pushed groups renamed, with changed members, or newly pushed
+    scope: DeltaScope
+    touched_users: int
+    events: int
+
+
+async def fetch_okta_delta(
+    client: OktaClient,
+    app_id: str,
+    since: dt.datetime,
+    until: dt.datetime,
+    cluster_users: list[ClusterUser],
+    cluster_groups: list[ClusterGroup],
+    group_concurrency: int = 4,
+) -> DeltaSnapshot:
+    """What changed in Okta in [since, until): users through `lastUpdated` (profile and status,
+    DEPROVISIONED included) and the System Log (assignments to and from the app, which do not move a
+    user's lastUpdated); groups through `lastUpdated` / `lastMembershipUpdated`, and the push mappings
+    (read whole: a few calls, and they say which groups are pushed at all)."""
+    if until - since > LOG_RETENTION:
+        raise DeltaUnsure(f"the cursor ({okta_time(since)}) is older than Okta's System Log keeps (90 days)")
+    try:
+        events = await client.assignment_events(app_id, okta_time(since), okta_time(until))
+    except OktaFetchError as error:
+        if error.status in (401, 403):
+            raise DeltaUnsure(
+                f"the System Log cannot be read (HTTP {error.status}): grant the okta.logs.read scope "
+                "(OAuth) or use an API token of an admin who may read it"
+            ) from None
+        raise
+    stats = client.stats
+    if stats.server_time is not None and stats.local_time is not None:
+        skew = abs(stats.server_time - stats.local_time)
+        if skew > MAX_CLOCK_SKEW:
+            raise DeltaUnsure(f"this node's clock differs from Okta's by {skew.total_seconds():.0f} s")
+    touched = {
+        str(t.get("id"))
+        for event in events
+        for t in event.get("target") or []
+        if t.get("type") == "User" and t.get("id")
+    }
+    known = {u.external_id for u in cluster_users if u.external_id}
+    touched |= {str(u["id"]) for u in await client.users_changed_since(okta_time(since)) if str(u.get("id")) in known}
+    users: list[OktaUser] = []
+    if len(touched) > DELTA_USER_GETS:
+        listed = [okta_user(a) for a in await client.app_users(app_id)]
+        users = listed
+        read = frozenset(known | {u.okta_id for u in listed})
+    else:
+        semaphore = asyncio.Semaphore(group_concurrency)
+
+        async def one(okta_id: str) -> OktaUser | None:
+            async with semaphore:
+                found = await client.app_user(app_id, okta_id)
+            return okta_user(found) if found is not None else None
+
+        users = [u for u in await asyncio.gather(*(one(i) for i in sorted(touched))) if u is not None]
+        read = frozenset(touched)
+
+    mappings = [m for m in await client.push_mappings(app_id) if m.get("status", "ACTIVE") == "ACTIVE"]
+    pushed = {str(m["sourceGroupId"]): m for m in mappings}
+    targets = {str(m["targetGroupId"]) for m in mappings if m.get("targetGroupId")}
+    have = {g.external_id for g in cluster_groups if g.external_id} | {g.scim_id for g in cluster_groups}
+    changed = {str(g["id"]): g for g in await client.groups_changed_since(okta_time(since)) if str(g["id"]) in pushed}
+    new = [okta_id for okta_id, m in pushed.items() if okta_id not in have and m.get("targetGroupId") not in have]
+    semaphore = asyncio.Semaphore(group_concurrency)
+
+    async def group(okta_id: str) -> OktaGroup:
+        async with semaphore:
+            body = changed.get(okta_id) or await client.group(okta_id)
+            member_ids = await client.group_member_ids(okta_id)
+        name = str((body.get("profile") or {}).get("name", ""))
+        return OktaGroup(okta_id, pushed[okta_id].get("targetGroupId"), name, frozenset(member_ids))
+
+    groups = await asyncio.gather(*(group(i) for i in sorted(set(changed) | set(new))))
+    scope = DeltaScope(users=read, pushed=frozenset(set(pushed) | targets))
+    return DeltaSnapshot(users, list(groups), scope, len(touched), len(events))
 
 
 async def fetch_cluster(kube: Kube, namespace: str, provider: str) -> tuple[list[ClusterUser], list[ClusterGroup]]:
@@ -326,7 +437,10 @@ async def reconcile(
     allow_mass_deactivation: bool = False,
     client: OktaClient | None = None,
     okta_timeout: float = 30.0,
+    since: dt.datetime | None = None,
 ) -> RunResult:
+    """A full run, or with `since` a delta run reading only what changed in Okta since then; a delta
+    that cannot be sure it sees every change runs as a full run instead (fallback_reason says why)."""
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     counts = SyncCounts()
@@ -339,9 +453,29 @@ async def reconcile(
                 budget_share=spec.reconcile.max_rate_limit_share_percent / 100,
                 timeout=okta_timeout,
             )
-        okta = await fetch_okta(client, spec.okta.app_id)
-        okta_users, okta_groups = okta.users, okta.groups
-        cluster_users, cluster_groups = await fetch_cluster(kube, namespace, provider)
+        delta: DeltaSnapshot | None = None
+        fallback: str | None = None
+        unpushed: list[UnpushedGroup] | None = None
+        if since is not None:
+            # The cluster first: the delta reads only users it holds (or the Log names).
+            cluster_users, cluster_groups = await fetch_cluster(kube, namespace, provider)
+            try:
+                delta = await fetch_okta_delta(
+                    client, spec.okta.app_id, since - DELTA_OVERLAP, started, cluster_users, cluster_groups
+                )
+            except DeltaUnsure as error:
+                fallback = str(error)
+                log.info("delta run falls back to a full run", extra={"provider": provider, "detail": fallback})
+        if delta is not None:
+            okta_users, okta_groups = delta.users, delta.groups
+        else:
+            okta = await fetch_okta(client, spec.okta.app_id)
+            okta_users, okta_groups, unpushed = okta.users, okta.groups, okta.unpushed
+            cluster_users, cluster_groups = await fetch_cluster(kube, namespace, provider)
+        # Okta's clock at the start, not ours: the next delta reads from there.
+        cursor = started
+        if client.stats.server_time is not None and client.stats.local_time is not None:
+            cursor = started + (client.stats.server_time - client.stats.local_time)
     except (OktaFetchError, SecretMissing) as error:
         calls = client.stats.calls if client else 0
         waits = client.stats.rate_limit_waits if client else 0
@@ -355,6 +489,7 @@ async def reconcile(
             throttled=throttled,
             duration=time.monotonic() - clock,
             started=started,
+            kind=SyncKind.DELTA if since is not None else SyncKind.FULL,
         )
     plan = make_plan(
         provider,
@@ -366,6 +501,7 @@ async def reconcile(
         threshold_percent=spec.reconcile.mass_deactivation_threshold_percent,
         allow_mass_deactivation=allow_mass_deactivation,
         remove_unbacked=spec.reconcile.unbacked == UnbackedPolicy.REMOVE,
+        scope=delta.scope if delta is not None else None,
     )
     applier = Applier(ScimStorage(kube, namespace), provider)
     applier.know(cluster_users)
@@ -399,6 +535,10 @@ async def reconcile(
         message += f"; groups Okta does not push, removed: {_names(g.display_name for g in plan.remove_groups)}"
     if plan.invalid:
         message += f"; {len(plan.invalid)} Okta user(s) skipped (invalid or conflicting attributes)"
+    if delta is not None:
+        message = f"delta: {delta.touched_users} user(s) and {len(delta.groups)} group(s) changed in Okta; {message}"
+    elif fallback is not None:
+        message = f"full run instead of a delta ({fallback}); {message}"
     return RunResult(
         result,
         message,
@@ -411,7 +551,10 @@ async def reconcile(
         writes=applier.writes,
         errors=applier.errors,
         drift=not plan.empty or bool(plan.invalid) or result != SyncResult.SUCCEEDED,
-        unpushed=okta.unpushed,
+        unpushed=unpushed,
+        kind=SyncKind.DELTA if delta is not None else SyncKind.FULL,
+        cursor=cursor if result == SyncResult.SUCCEEDED else None,
+        fallback_reason=fallback,
     )
 
 

@@ -1,6 +1,9 @@
-"""When each IdentityProvider is reconciled: at operator start, every `interval` (+ up to 5% jitter), and
-on demand (annotation identity.kubescim.dev/sync-requested, set by `kubescim sync`). One task per
-provider, so runs never overlap. A failed run is retried with backoff, well before the next interval.
+"""When each IdentityProvider is reconciled, and how: a full run at operator start (unless the status
+records a full run within the interval and a cursor to go on from) and every `interval` (+ up to 5%
+jitter); a delta run every `deltaInterval` in between, from the last successful run's cursor; and on
+demand — annotation identity.kubescim.dev/sync-requested (`kubescim sync`: a delta when one can run)
+or identity.kubescim.dev/full-sync-requested (`kubescim sync --full`). One task per provider, so runs
+never overlap. A failed run is retried with backoff, well before the next interval.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from typing import Any
 from identity_operator.metrics import OperatorMetrics
 from identity_operator.okta.reconciler import RunResult, UnpushedGroup, reconcile
 from kubescim import lease
-from kubescim.api.models import IdentityProviderSpec, LastSync, SyncResult
+from kubescim.api.models import IdentityProviderSpec, LastSync, SyncKind, SyncResult
 from kubescim.conditions import condition
 from kubescim.constants import (
     ANNOTATION_ALLOW_MASS_DEACTIVATION,
+    ANNOTATION_FULL_SYNC_REQUESTED,
     ANNOTATION_SYNC_REQUESTED,
     API_VERSION,
     IDENTITY_PROVIDERS,
@@ -65,6 +69,28 @@ class ProviderState:
     runs: int = 0
     conditions: list[dict[str, Any]] = field(default_factory=list)  # as last seen or written
     unpushed: frozenset[UnpushedGroup] = frozenset()  # as the last run found them (Event on change)
+    full_sync_requested: str | None = None
+    want_full: bool = False  # `kubescim sync --full` asked for one
+    cursor: dt.datetime | None = None  # where the next delta run reads from (Okta's clock)
+    last_full: dt.datetime | None = None  # when the latest successful full run started
+
+    def next_since(self, now: dt.datetime) -> dt.datetime | None:
+        """The cursor a run now should start from, or None for a full run."""
+        interval = dt.timedelta(seconds=parse_duration(self.spec.reconcile.interval))
+        full_due = self.last_full is None or now >= self.last_full + interval
+        delta_on = parse_duration(self.spec.reconcile.delta_interval) > 0
+        if self.want_full or full_due or not delta_on or self.cursor is None:
+            return None
+        return self.cursor
+
+
+def _parse_time(text: Any) -> dt.datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class Scheduler:
@@ -100,23 +126,37 @@ class Scheduler:
         state = self.providers.get(name)
         seen_conditions = list((body.get("status") or {}).get("conditions") or [])
         if state is None:
+            status = body.get("status") or {}
+            last = status.get("lastSync") or {}
             state = ProviderState(
                 name,
                 spec,
                 str(meta.get("uid", "")),
                 sync_requested=annotations.get(ANNOTATION_SYNC_REQUESTED),
                 conditions=seen_conditions,
+                full_sync_requested=annotations.get(ANNOTATION_FULL_SYNC_REQUESTED),
+                # A restarted operator goes on from the recorded cursor: no full run at every restart.
+                cursor=_parse_time(last.get("cursor")) if last.get("result") == "Succeeded" else None,
+                last_full=_parse_time(status.get("lastFullSyncTime")),
             )
             self.providers[name] = state
             state.task = asyncio.create_task(self._loop(state), name=f"reconcile-{name}")
             return
-        interval_changed = spec.reconcile.interval != state.spec.reconcile.interval
+        interval_changed = (spec.reconcile.interval, spec.reconcile.delta_interval) != (
+            state.spec.reconcile.interval,
+            state.spec.reconcile.delta_interval,
+        )
         state.spec = spec
         if seen_conditions:
             state.conditions = seen_conditions
         requested = annotations.get(ANNOTATION_SYNC_REQUESTED)
         if requested and requested != state.sync_requested:
             state.sync_requested = requested
+            state.wakeup.set()
+        full = annotations.get(ANNOTATION_FULL_SYNC_REQUESTED)
+        if full and full != state.full_sync_requested:
+            state.full_sync_requested = full
+            state.want_full = True
             state.wakeup.set()
         if annotations.get(ANNOTATION_ALLOW_MASS_DEACTIVATION) == "true" and not state.allow_mass_deactivation:
             state.allow_mass_deactivation = True
@@ -170,12 +210,18 @@ class Scheduler:
             if self.metrics is not None:
                 self.metrics.observe_run(state.name, result)
             interval = parse_duration(state.spec.reconcile.interval)
+            delta_interval = parse_duration(state.spec.reconcile.delta_interval)
             if result.result == SyncResult.FAILED:
                 failures += 1
-                delay = min(interval, self.retry_base * 2 ** min(failures - 1, 6)) * random.uniform(0.8, 1.2)
+                cap = min(interval, delta_interval) if delta_interval > 0 else interval
+                delay = min(cap, self.retry_base * 2 ** min(failures - 1, 6)) * random.uniform(0.8, 1.2)
             else:
                 failures = 0
-                delay = interval * (1 + random.uniform(0, 0.05))
+                now = dt.datetime.now(dt.UTC)
+                full_at = (state.last_full or now) + dt.timedelta(seconds=interval * (1 + random.uniform(0, 0.05)))
+                delay = max((full_at - now).total_seconds(), 1.0)
+                if delta_interval > 0 and state.cursor is not None:
+                    delay = min(delay, delta_interval * random.uniform(0.95, 1.05))
             await self._write_next(state, delay)
 
     async def _wait(self, state: ProviderState, delay: float | None) -> None:
@@ -186,7 +232,12 @@ class Scheduler:
     async def run(self, state: ProviderState) -> RunResult:
         """One run, never concurrent with another for the same provider (only the loop calls this)."""
         override = state.allow_mass_deactivation
-        await self._status(state, {"lastSync": {"startTime": _iso(dt.datetime.now(dt.UTC)), "result": "Running"}})
+        since = state.next_since(dt.datetime.now(dt.UTC))
+        kind = SyncKind.FULL if since is None else SyncKind.DELTA
+        await self._status(
+            state,
+            {"lastSync": {"startTime": _iso(dt.datetime.now(dt.UTC)), "result": "Running", "kind": kind.value}},
+        )
         try:
             result = await reconcile(
                 self.kube,
@@ -195,6 +246,7 @@ class Scheduler:
                 state.spec,
                 allow_mass_deactivation=override,
                 okta_timeout=self.okta_timeout,
+                since=since,
             )
         except (ApiUnavailable, ApiError) as error:
             result = RunResult.failed(f"Kubernetes API error: {str(error)[:300]}")
@@ -203,6 +255,12 @@ class Scheduler:
             result = RunResult.failed(f"internal error: {type(error).__name__}")
         state.last = result
         state.runs += 1
+        if result.kind == SyncKind.FULL and result.result != SyncResult.FAILED:
+            state.want_full = False
+            if result.result == SyncResult.SUCCEEDED:
+                state.last_full = result.started
+        if result.cursor is not None:
+            state.cursor = result.cursor
         if override and result.result != SyncResult.BLOCKED:
             state.allow_mass_deactivation = False
             await self._clear_override(state)
@@ -252,7 +310,13 @@ class Scheduler:
             counts=result.counts,
             okta_api_calls=result.okta_calls,
             rate_limit_waits=result.rate_limit_waits,
+            kind=result.kind,
+            cursor=_ms(result.cursor) if result.cursor else None,
+            fallback_reason=result.fallback_reason[:1000] if result.fallback_reason else None,
         ).dump()
+        # A merge patch keeps keys it does not name: clear those this run leaves unset.
+        for key in ("cursor", "fallbackReason"):
+            last.setdefault(key, None)
         users = groups = None
         try:
             selector = f"{LABEL_PROVIDER}={state.name}"
@@ -275,7 +339,10 @@ class Scheduler:
         ]
         state.conditions = conditions
         status: dict[str, Any] = {"lastSync": last}
-        if result.result != SyncResult.FAILED or result.unpushed:  # a failed fetch knows nothing new
+        if result.kind == SyncKind.FULL and result.result == SyncResult.SUCCEEDED:
+            status["lastFullSyncTime"] = _iso(result.started)
+        # A failed fetch knows nothing new; a delta run does not read the app's group assignments.
+        if result.unpushed is not None and (result.result != SyncResult.FAILED or result.unpushed):
             status["unpushedGroups"] = [{"oktaId": g.okta_id, "name": g.name[:256]} for g in result.unpushed[:100]]
         if users is not None:
             status["userCount"] = users
@@ -288,8 +355,8 @@ class Scheduler:
                 {"Succeeded": "Reconciled", "Blocked": "MassDeactivationBlocked"}.get(result.result, "ReconcileFailed"),
                 result.message,
             )
-        unpushed = frozenset(result.unpushed)
-        if result.result != SyncResult.FAILED and unpushed and unpushed != state.unpushed:
+        unpushed = frozenset(result.unpushed or ()) if result.unpushed is not None else state.unpushed
+        if result.unpushed and result.result != SyncResult.FAILED and unpushed != state.unpushed:
             shown = [g.name for g in result.unpushed[:5]]
             more = f" and {len(result.unpushed) - 5} more" if len(result.unpushed) > 5 else ""
             await self._event(

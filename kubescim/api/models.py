@@ -116,9 +116,10 @@ class OktaOAuth(ApiModel):
         default=None, max_length=256, description="Key ID (kid) of the public key registered in Okta, if any."
     )
     scopes: list[Annotated[str, Field(max_length=64)]] = Field(
-        default_factory=lambda: ["okta.users.read", "okta.groups.read", "okta.apps.read"],
+        default_factory=lambda: ["okta.users.read", "okta.groups.read", "okta.apps.read", "okta.logs.read"],
         max_length=16,
-        description="Scopes to request. The reconciler needs okta.users.read, okta.groups.read, okta.apps.read.",
+        description="Scopes to request. The reconciler needs okta.users.read, okta.groups.read, okta.apps.read; "
+        "delta runs also need okta.logs.read (without it every run is a full run, and lastSync says why).",
     )
 
 
@@ -188,6 +189,12 @@ class Reconcile(ApiModel):
                     "interval must be between 5m and 168h (7 days)",
                     ".interval",
                 ),
+                cel(
+                    "!has(self.deltaInterval) || duration(self.deltaInterval) == duration('0s') || "
+                    "(duration(self.deltaInterval) >= duration('1m') && duration(self.deltaInterval) <= duration('24h'))",
+                    "deltaInterval must be 0s (off) or between 1m and 24h",
+                    ".deltaInterval",
+                ),
             ]
         }
     )
@@ -223,6 +230,14 @@ class Reconcile(ApiModel):
         ge=1,
         le=100,
         description="Use at most this share of the Okta org's remaining rate-limit budget.",
+    )
+    delta_interval: str = Field(
+        default="5m",
+        max_length=32,
+        pattern=GO_DURATION,
+        description="Time between delta runs, which read only what changed in Okta since the last successful run "
+        "(the System Log and lastUpdated filters: a handful of calls) and repair what a missed push left. "
+        "Go duration, 1m to 24h; 0s turns delta runs off (full runs only).",
     )
 
 
@@ -361,6 +376,11 @@ class SyncResult(StrEnum):
     RUNNING = "Running"
 
 
+class SyncKind(StrEnum):
+    FULL = "Full"
+    DELTA = "Delta"
+
+
 class SyncCounts(StatusModel):
     """What one reconciliation run changed."""
 
@@ -382,6 +402,17 @@ class LastSync(StatusModel):
     completion_time: dt.datetime | None = Field(default=None, description="When the run ended.")
     duration_seconds: float | None = Field(default=None, ge=0, description="Wall time of the run.")
     result: SyncResult | None = Field(default=None, description="Succeeded, Failed, Blocked or Running.")
+    kind: SyncKind | None = Field(
+        default=None, description="Full (every user and group compared) or Delta (only what changed since the cursor)."
+    )
+    cursor: dt.datetime | None = Field(
+        default=None,
+        description="Okta's time at the start of this run: the next delta run reads what changed since then "
+        "(less a small overlap, as Okta's System Log is eventually consistent).",
+    )
+    fallback_reason: str | None = Field(
+        default=None, max_length=1024, description="Why a delta run was due but a full run ran instead."
+    )
     message: str | None = Field(default=None, max_length=4096, description="What happened, for humans.")
     counts: SyncCounts | None = Field(default=None, description="What the run changed.")
     okta_api_calls: int | None = Field(default=None, ge=0, description="Okta Management API requests made.")
@@ -414,6 +445,9 @@ class IdentityProviderStatus(StatusModel):
         default=None, description="Requests refused for their credentials since the last rotation (all gateways)."
     )
     last_sync: LastSync | None = Field(default=None, description="The latest reconciliation run.")
+    last_full_sync_time: dt.datetime | None = Field(
+        default=None, description="When the latest successful full run started (the next is due an interval later)."
+    )
     unpushed_groups: Annotated[list[UnpushedGroupStatus], Field(max_length=100)] | None = Field(
         default=None,
         description="Groups assigned to the app but not pushed (Push Groups), as the last run found them "

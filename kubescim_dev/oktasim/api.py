@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import re
 import secrets
@@ -23,11 +24,34 @@ import jwt
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from kubescim_dev.oktasim.org import ACTIVE_USER_STATUSES, Org
+from kubescim_dev.oktasim.org import ACTIVE_USER_STATUSES, Org, timestamp
 
-PAGE_MAX = {"app_users": 500, "app_groups": 200, "group_users": 1000, "users": 200, "groups": 10000, "push": 1000}
-PAGE_DEFAULT = {"app_users": 50, "app_groups": 20, "group_users": 1000, "users": 200, "groups": 10000, "push": 100}
-SCOPES = {"apps": "okta.apps.read", "users": "okta.users.read", "groups": "okta.groups.read"}
+PAGE_MAX = {
+    "app_users": 500,
+    "app_groups": 200,
+    "group_users": 1000,
+    "users": 200,
+    "groups": 10000,
+    "push": 1000,
+    "logs": 1000,
+}
+PAGE_DEFAULT = {
+    "app_users": 50,
+    "app_groups": 20,
+    "group_users": 1000,
+    "users": 200,
+    "groups": 10000,
+    "push": 100,
+    "logs": 100,
+}
+SCOPES = {
+    "apps": "okta.apps.read",
+    "users": "okta.users.read",
+    "groups": "okta.groups.read",
+    "logs": "okta.logs.read",
+}
+# How long the System Log keeps events (Okta: 90 days); a `since` before that finds nothing older.
+LOG_RETENTION_DAYS = 90
 
 
 def okta_error(status: int, code: str, summary: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -46,7 +70,8 @@ def okta_error(status: int, code: str, summary: str, headers: dict[str, str] | N
 
 @dataclass
 class Fault:
-    """Fail matching requests: kind is "500", "timeout", "truncate" or "429"."""
+    """Fail matching requests: kind is "500", "timeout", "truncate", "429" or "403" (a token without
+    the scope, e.g. okta.logs.read)."""
 
     path: str  # a regular expression searched in the request path
     kind: str
@@ -141,7 +166,7 @@ class Simulator:
                 return None
         return okta_error(401, "E0000011", "Invalid token provided")
 
-    def page(self, request: Request, items: list[Any], kind: str) -> Response:
+    def page(self, request: Request, items: list[Any], kind: str, *, polling: bool = False) -> Response:
         limit_text = request.query_params.get("limit")
         limit = min(int(limit_text), PAGE_MAX[kind]) if limit_text and limit_text.isdigit() else PAGE_DEFAULT[kind]
         if self.config.page_max is not None:
@@ -154,8 +179,9 @@ class Simulator:
         params = {k: v for k, v in request.query_params.items() if k != "after"}
         query = "&".join(f"{k}={v}" for k, v in params.items())
         links = [f'<{base}{"?" + query if query else ""}>; rel="self"']
-        if start + limit < len(items):
-            cursor = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
+        if start + limit < len(items) or polling:
+            # A polling System Log query (no `until`) always has a next link: events keep coming.
+            cursor = base64.urlsafe_b64encode(str(min(start + limit, len(items))).encode()).decode()
             separator = "&" if query else ""
             links.append(f'<{base}?{query}{separator}after={cursor}>; rel="next"')
         if self.config.link_next_first:
@@ -193,6 +219,8 @@ class Simulator:
                             "API call exceeded rate limit due to too many requests.",
                             sim.rate_headers(bucket),
                         )
+                    if fault.kind == "403":
+                        return okta_error(403, "E0000006", "You do not have permission to perform the requested action")
                     if fault.kind == "truncate":
                         response = await call_next(request)
                         body = b"".join([chunk async for chunk in response.body_iterator])
@@ -258,6 +286,37 @@ class Simulator:
             items = [sim.org.app_user(a, expand) for a in sim.org.assignments.values()]
             return sim.page(request, items, "app_users")
 
+        @app.get("/api/v1/apps/{app_id}/users/{user_id}")
+        async def app_user(request: Request, app_id: str, user_id: str) -> Response:
+            assignment = sim.org.assignments.get(user_id) if app_id == sim.org.app_id else None
+            if assignment is None:
+                return okta_error(404, "E0000007", f"Not found: Resource not found: {user_id} (AppUser)")
+            return JSONResponse(sim.org.app_user(assignment, request.query_params.get("expand") == "user"))
+
+        @app.get("/api/v1/logs")
+        async def logs(request: Request) -> Response:
+            """The System Log: `since` (inclusive) and `until` (exclusive) bound `published`; without
+            `until` it is a polling query whose next link never ends. `filter` understands the
+            clauses kubescim sends: `eventType eq "…"` (or-ed) and `target.id eq "…"` (and-ed)."""
+            params = request.query_params
+            now = dt.datetime.now(dt.UTC)
+            oldest = timestamp(now - dt.timedelta(days=LOG_RETENTION_DAYS))
+            since = max(params.get("since") or timestamp(now - dt.timedelta(days=7)), oldest)
+            until = params.get("until")
+            wanted_types = set(re.findall(r'eventType eq "([^"]+)"', params.get("filter") or ""))
+            wanted_targets = set(re.findall(r'target\.id eq "([^"]+)"', params.get("filter") or ""))
+            events = [
+                e
+                for e in sim.org.log
+                if e.published >= since
+                and (until is None or e.published < until)
+                and (not wanted_types or e.event_type in wanted_types)
+                and (not wanted_targets or wanted_targets <= {t[1] for t in e.targets})
+            ]
+            if params.get("sortOrder") == "DESCENDING":
+                events.reverse()
+            return sim.page(request, [e.to_api() for e in events], "logs", polling=until is None)
+
         @app.get("/api/v1/apps/{app_id}/groups")
         async def app_groups(request: Request, app_id: str) -> Response:
             if app_id != sim.org.app_id:
@@ -289,19 +348,17 @@ class Simulator:
         @app.get("/api/v1/groups")
         async def groups(request: Request) -> Response:
             items = [g.to_api() for g in sim.org.groups.values()]
-            search = request.query_params.get("search") or ""
-            since = _since(search)
-            if since is not None:
-                key = "lastMembershipUpdated" if "lastMembershipUpdated" in search else "lastUpdated"
-                items = [g for g in items if g[key] > since]
+            clauses = _since(request.query_params.get("search") or "")
+            if clauses:  # clauses are or-ed, as kubescim sends them
+                items = [g for g in items if any(g[key] > since for key, since in clauses)]
             return sim.page(request, items, "groups")
 
         @app.get("/api/v1/users")
         async def users(request: Request) -> Response:
             items = [u.to_api() for u in sim.org.users.values()]
-            since = _since(request.query_params.get("search") or "")
-            if since is not None:
-                items = [u for u in items if u["lastUpdated"] > since]
+            clauses = _since(request.query_params.get("search") or "")
+            if clauses:
+                items = [u for u in items if any(u.get(key, "") > since for key, since in clauses)]
             else:
                 items = [u for u in items if u["status"] != "DEPROVISIONED"]
             return sim.page(request, items, "users")
@@ -335,6 +392,6 @@ class Simulator:
         self.stats = Stats()
 
 
-def _since(search: str) -> str | None:
-    found = re.search(r'(?:lastUpdated|lastMembershipUpdated)\s+gt\s+"([^"]+)"', search)
-    return found.group(1) if found else None
+def _since(search: str) -> list[tuple[str, str]]:
+    """The `<timestamp attribute> gt "<ts>"` clauses of a search expression."""
+    return re.findall(r'(lastUpdated|lastMembershipUpdated)\s+gt\s+"([^"]+)"', search)

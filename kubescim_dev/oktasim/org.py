@@ -21,7 +21,32 @@ FAMILY = ("Lovelace", "Turing", "Hopper", "Torvalds", "Liskov", "Thompson", "Ham
 
 
 def timestamp(moment: dt.datetime | None = None) -> str:
-    return (moment or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    """Okta's timestamps: UTC, milliseconds ("2026-01-01T00:00:00.000Z"); they sort as strings."""
+    moment = moment or dt.datetime.now(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One System Log event (/api/v1/logs), as much of Okta's LogEvent as kubescim reads."""
+
+    uuid: str
+    published: str
+    event_type: str
+    targets: tuple[tuple[str, str, str], ...]  # (type, id, alternateId)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid,
+            "published": self.published,
+            "eventType": self.event_type,
+            "version": "0",
+            "severity": "INFO",
+            "displayMessage": self.event_type,
+            "actor": {"id": "00uadmin", "type": "User", "alternateId": "admin@example.com"},
+            "outcome": {"result": "SUCCESS", "reason": None},
+            "target": [{"type": t, "id": i, "alternateId": a, "displayName": a} for t, i, a in self.targets],
+        }
 
 
 def okta_id(prefix: str, rnd: random.Random) -> str:
@@ -137,6 +162,23 @@ class Org:
     # Assigning a group does not push it: only Push Groups sends the group and its membership.
     group_assignments: dict[str, str] = field(default_factory=dict)
     rnd: random.Random = field(default_factory=lambda: random.Random(0))
+    # The System Log: every change made through the methods below, in the order it happened.
+    log: list[LogEvent] = field(default_factory=list)
+
+    def record(self, event_type: str, *targets: tuple[str, str, str]) -> None:
+        uuid = "".join(self.rnd.choices(string.hexdigits.lower()[:16], k=32))
+        self.log.append(LogEvent(uuid, timestamp(), event_type, targets))
+
+    def _user_target(self, user_id: str) -> tuple[str, str, str]:
+        user = self.users.get(user_id)
+        return ("User", user_id, str(user.profile.get("login", "")) if user else "")
+
+    def _app_target(self) -> tuple[str, str, str]:
+        return ("AppInstance", self.app_id, "SCIM 2.0 Test App (Header Auth)")
+
+    def _group_target(self, group_id: str) -> tuple[str, str, str]:
+        group = self.groups.get(group_id)
+        return ("UserGroup", group_id, group.name if group else "")
 
     # --- queries the API serves ----------------------------------------------------------------
 
@@ -171,50 +213,69 @@ class Org:
         user = self.users[user_id]
         user.status = "DEPROVISIONED"
         self.touch_user(user)
+        self.record("user.lifecycle.deactivate", self._user_target(user_id))
 
     def suspend_user(self, user_id: str) -> None:
         user = self.users[user_id]
         user.status = "SUSPENDED"
         self.touch_user(user)
+        self.record("user.lifecycle.suspend", self._user_target(user_id))
 
     def reactivate_user(self, user_id: str) -> None:
         user = self.users[user_id]
         user.status = "ACTIVE"
         self.touch_user(user)
+        self.record("user.lifecycle.reactivate", self._user_target(user_id))
 
     def update_profile(self, user_id: str, **changes: Any) -> None:
         user = self.users[user_id]
         user.profile.update(changes)
         self.touch_user(user)
+        self.record("user.account.update_profile", self._user_target(user_id))
 
     def unassign(self, user_id: str) -> None:
-        self.assignments.pop(user_id, None)
+        """Unassigned from the app: the user's own lastUpdated does not move (the assignment is the
+        app's), so only the System Log shows it."""
+        if self.assignments.pop(user_id, None) is not None:
+            self.record("application.user_membership.remove", self._app_target(), self._user_target(user_id))
 
     def add_user(self, **profile: Any) -> User:
         now = timestamp()
         user = User(okta_id("00u", self.rnd), "ACTIVE", profile, now, now)
         self.users[user.id] = user
+        self.record("user.lifecycle.create", self._user_target(user.id))
         return user
 
     def add_group(self, name: str, description: str = "") -> Group:
         now = timestamp()
         group = Group(okta_id("00g", self.rnd), name, description, now, now, now)
         self.groups[group.id] = group
+        self.record("group.lifecycle.create", self._group_target(group.id))
         return group
 
     def set_members(self, group_id: str, members: set[str]) -> None:
         group = self.groups[group_id]
+        added, removed = set(members) - group.members, group.members - set(members)
         group.members = set(members)
         group.last_membership_updated = timestamp()
+        for user_id in sorted(added):
+            self.record("group.user_membership.add", self._user_target(user_id), self._group_target(group_id))
+        for user_id in sorted(removed):
+            self.record("group.user_membership.remove", self._user_target(user_id), self._group_target(group_id))
 
     def rename_group(self, group_id: str, name: str) -> None:
         group = self.groups[group_id]
         group.name = name
         group.last_updated = timestamp()
+        self.record("group.profile.update", self._group_target(group_id))
 
     def assign(self, user_id: str) -> Assignment:
-        assignment = self.assignments.get(user_id) or Assignment(user_id)
-        self.assignments[user_id] = assignment
+        """Assigned to the app (the user's lastUpdated does not move: only the System Log shows it)."""
+        assignment = self.assignments.get(user_id)
+        if assignment is None:
+            assignment = Assignment(user_id)
+            self.assignments[user_id] = assignment
+            self.record("application.user_membership.add", self._app_target(), self._user_target(user_id))
         return assignment
 
     def assign_group(self, group_id: str) -> None:

@@ -7,7 +7,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from identity_operator.okta.plan import ClusterGroup, ClusterUser, OktaGroup, OktaUser, Plan, make_plan
+from identity_operator.okta.plan import (
+    ClusterGroup,
+    ClusterUser,
+    DeltaScope,
+    OktaGroup,
+    OktaUser,
+    Plan,
+    desired_spec,
+    make_plan,
+)
 from kubescim.api.models import DeactivationPolicy
 from kubescim.constants import ENTERPRISE_USER_URN
 
@@ -236,3 +245,42 @@ def test_users_and_groups_okta_does_not_back_are_removed_unless_kept() -> None:
     # The breaker counts them like any other deactivation.
     many = [ClusterUser(f"x{i}", f"x{i}", {"provider": "okta", "userName": f"x{i}@x.com"}) for i in range(20)]
     assert make_plan("okta", users, [], cluster + many, []).blocked is not None
+
+
+def test_a_delta_plan_touches_only_what_it_read_and_agrees_with_the_full_plan() -> None:
+    """A delta run knows Okta's state for the users and groups it read: the rest of the cluster is
+    left alone (not unbacked, not removed), and what it does repair is what a full run would."""
+    okta_users = [
+        OktaUser(f"00u{i}", f"s{i}", True, f"u{i}@example.com", {"email": f"u{i}@example.com"}) for i in range(30)
+    ]
+    specs = {u.okta_id: desired_spec("okta", u, None).dump() for u in okta_users}
+    cluster = [ClusterUser(f"n{i}", f"s{i}", specs[f"00u{i}"]) for i in range(30)]
+    pushed = [ClusterGroup("g1", "g1", "One", "00g1"), ClusterGroup("g2", "g2", "Two", "00g2")]
+    unpushed = ClusterGroup("g3", "g3", "Three", "00g3")
+    # In Okta: u1 retitled, u2 unassigned, group Two gains u5; group Three no longer pushed.
+    retitled = OktaUser("00u1", "s1", True, "u1@example.com", {"email": "u1@example.com", "title": "Boss"})
+    now = [retitled if u.okta_id == "00u1" else u for u in okta_users if u.okta_id != "00u2"]
+    two = OktaGroup("00g2", "g2", "Two", frozenset({"00u5"}))
+    one = OktaGroup("00g1", "g1", "One", frozenset())
+    full = make_plan("okta", now, [one, two], cluster, [*pushed, unpushed])
+    scope = DeltaScope(users=frozenset({"00u1", "00u2"}), pushed=frozenset({"00g1", "00g2", "g1", "g2"}))
+    delta = make_plan("okta", [retitled], [two], cluster, [*pushed, unpushed], scope=scope)
+    for plan in (full, delta):
+        assert [(u.scim_id, s.title) for u, s in plan.update_users] == [("s1", "Boss")]
+        assert [u.scim_id for u in plan.deactivate_users] == ["s2"]
+        assert plan.add_members == {"g2": {"s5"}}
+        assert [g.scim_id for g in plan.remove_groups] == ["g3"]
+        assert plan.blocked is None
+    assert delta.unchanged == 0  # the 27 users it did not read are not even looked at
+
+
+def test_a_delta_plan_still_counts_the_breaker_against_the_whole_provider() -> None:
+    cluster = [ClusterUser(f"n{i}", f"s{i}", {"userName": f"u{i}", "externalId": f"00u{i}"}) for i in range(100)]
+    gone = frozenset(f"00u{i}" for i in range(20))  # 20 of 100 unassigned: under 25 %
+    plan = make_plan("okta", [], [], cluster, [], scope=DeltaScope(users=gone, pushed=frozenset()))
+    assert plan.blocked is None
+    assert len(plan.deactivate_users) == 20
+    gone = frozenset(f"00u{i}" for i in range(30))
+    plan = make_plan("okta", [], [], cluster, [], scope=DeltaScope(users=gone, pushed=frozenset()))
+    assert plan.blocked is not None
+    assert "30 of 100" in plan.blocked
