@@ -70,6 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.metrics = OperatorMetrics()
     memo.metrics.watch_engine(memo.engine)
     memo.metrics.watch_access(memo.access)
+    memo.metrics.watch_informers(lambda: list(getattr(memo, "informers", None) or []))
     memo.metrics_server = memo.metrics.serve(config.metrics_port)
     memo.scheduler = Scheduler(
         kube,

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from identity_operator.access.controller import AccessController
     from identity_operator.engine import Engine
     from identity_operator.okta.reconciler import RunResult
+    from kubescim.informer import Informer
 
 DRIFT_KINDS = ("created", "updated", "reactivated", "deactivated", "groups_fixed", "groups_removed")
 
@@ -84,19 +85,34 @@ class _AccessCollector(Collector):
         yield writes
 
 
+class _InformerCollector(Collector):
+    def __init__(self, informers: Callable[[], list[Informer]]) -> None:
+        self._informers = informers
+
+    def collect(self) -> Iterator[Any]:
+        restarts = CounterMetricFamily(
+            "kubescim_operator_watch_restarts",
+            "Watches of kubescim's own informers restarted after an error or an expired resourceVersion (410)",
+            labels=["resource"],
+        )
+        for informer in self._informers():
+            restarts.add_metric([informer.resource.plural], informer.restarts)
+        yield restarts
+
+
 class OperatorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.runs = Counter(
             "kubescim_operator_reconcile_runs_total",
-            "Okta reconciliation runs by provider, kind (Full) and result (Succeeded, Failed, Blocked)",
+            "Okta reconciliation runs by provider, kind (Full, Delta) and result (Succeeded, Failed, Blocked)",
             ["provider", "kind", "result"],
             registry=self.registry,
         )
         self.duration = Histogram(
             "kubescim_operator_reconcile_duration_seconds",
-            "Duration of Okta reconciliation runs",
-            ["provider"],
+            "Duration of Okta reconciliation runs, by kind (Full, Delta)",
+            ["provider", "kind"],
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
             registry=self.registry,
         )
@@ -144,10 +160,14 @@ class OperatorMetrics:
     def watch_access(self, access: AccessController) -> None:
         self._access = access
 
-    def observe_run(self, provider: str, result: RunResult, kind: str = "Full") -> None:
+    def watch_informers(self, informers: Callable[[], list[Informer]]) -> None:
+        """kubescim's own watches (namespaces, RoleBindings, ClusterRoleBindings): their restarts."""
+        self.registry.register(_InformerCollector(informers))
+
+    def observe_run(self, provider: str, result: RunResult) -> None:
         outcome = str(result.result)
-        self.runs.labels(provider, kind, outcome).inc()
-        self.duration.labels(provider).observe(result.duration)
+        self.runs.labels(provider, str(result.kind), outcome).inc()
+        self.duration.labels(provider, str(result.kind)).observe(result.duration)
         self.okta_calls.labels(provider).inc(result.okta_calls)
         self.okta_throttled.labels(provider).inc(result.throttled)
         self.rate_limit_waits.labels(provider).inc(result.rate_limit_waits)

@@ -24,6 +24,7 @@ from kubescim.constants import (
 from kubescim.diagnosis import Finding, diagnose_provider, render
 from kubescim.kube import JSON, SECRETS, ApiError, ApiUnavailable, Kube, KubeConfig
 from kubescim.tokens import (
+    EVENT_HOOK_HASH_KEY,
     PREVIOUS_HASHES_KEY,
     ROTATED_AT_ANNOTATION,
     TOKEN_HASH_KEY,
@@ -78,6 +79,8 @@ async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
         data = current.get("data") or {}
         replaced = hash_from_secret_data(data, key)
         previous = previous_from_secret_data(data)
+        if EVENT_HOOK_HASH_KEY in data:  # the event hook's secret is not the token: it stays
+            secret["data"][EVENT_HOOK_HASH_KEY] = data[EVENT_HOOK_HASH_KEY]
         if replaced is not None:
             previous = (PreviousToken(replaced, rotated_at), *previous)
         if previous:
@@ -92,6 +95,33 @@ async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
         subresource="status",
     )
     return token
+
+
+async def rotate_event_hook_secret(kube: Kube, namespace: str, provider: str) -> tuple[str, str]:
+    """A new shared secret for the provider's Okta Event Hook (only its hash is stored, next to the
+    token's); returns (secret, the hook's path on the gateway). The previous secret stops working."""
+    try:
+        idp = await kube.get(IDENTITY_PROVIDERS, provider, namespace)
+    except ApiError as error:
+        if error.not_found:
+            raise SystemExit(f"error: no IdentityProvider {provider!r} in namespace {namespace!r}") from None
+        raise
+    spec = IdentityProviderSpec.model_validate(idp.get("spec") or {})
+    ref = spec.scim.token_secret_ref
+    name = ref.name if ref else default_secret_name(provider)
+    secret = generate_token()
+    patch = {"data": {EVENT_HOOK_HASH_KEY: base64.b64encode(hash_token(secret).encode()).decode()}}
+    try:
+        await kube.patch(SECRETS, name, patch, namespace)
+    except ApiError as error:
+        if error.not_found:
+            raise SystemExit(
+                f"error: provider {provider!r} has no token Secret {name!r} yet: run `kubescim token rotate` first"
+            ) from None
+        raise
+    endpoint = str((idp.get("status") or {}).get("scimEndpoint") or "")
+    base = endpoint.removesuffix("/scim/v2") if endpoint else f"https://<gateway>/providers/{provider}"
+    return secret, f"{base}/okta/event-hook"
 
 
 async def request_sync(kube: Kube, namespace: str, provider: str, *, full: bool = False) -> None:
@@ -152,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     rotate = token.add_parser("rotate", help="generate a new token; the previous one stops working at once")
     rotate.add_argument("--provider", required=True)
 
+    hook = commands.add_parser("eventhook", help="Okta Event Hook secrets").add_subparsers(dest="action", required=True)
+    hook_rotate = hook.add_parser("rotate", help="generate the hook's shared secret; the previous one stops working")
+    hook_rotate.add_argument("--provider", required=True)
+
     sync = commands.add_parser("sync", help="request an Okta reconciliation now")
     sync.add_argument("--provider", required=True)
     sync.add_argument(
@@ -175,6 +209,17 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"This is the only time the token is shown. Paste it into Okta's API Token field for provider "
             f"{args.provider!r}; the previous token no longer works.",
+            file=sys.stderr,
+        )
+        return 0
+    if args.command == "eventhook":
+        secret, url = _run(config, lambda kube: rotate_event_hook_secret(kube, namespace, args.provider))
+        print(secret)
+        print(
+            f"This is the only time the secret is shown. In Okta (Workflow > Event Hooks), set the URL to {url}, "
+            "Authentication field to Authorization and Authentication secret to it; subscribe to "
+            "application.user_membership.add/remove, user.lifecycle.*, user.account.update_profile, "
+            "group.user_membership.add/remove and group.profile.update. Each delivery triggers a delta run.",
             file=sys.stderr,
         )
         return 0

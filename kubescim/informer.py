@@ -63,6 +63,7 @@ class Informer:
         self.synced = asyncio.Event()
         self.resource_version = ""
         self.healthy = False
+        self.restarts = 0  # watches restarted after an error or a 410 (for metrics)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -155,6 +156,7 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except ApiError as error:
+                self.restarts += 1
                 if error.status == 410:
                     log.info("watch expired, relisting", extra={"resource": self.resource.plural})
                     need_list = True
@@ -163,6 +165,7 @@ class Informer:
                 log.warning("watch failed", extra={"resource": self.resource.plural, "error": str(error)})
                 need_list = True
             except (ApiUnavailable, OSError) as error:
+                self.restarts += 1
                 self.healthy = False
                 log.warning("API server unavailable", extra={"resource": self.resource.plural, "error": str(error)})
                 if self.on_error is not None:

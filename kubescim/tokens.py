@@ -20,6 +20,9 @@ PLAIN_TOKEN_KEY: Final = "token"  # only in a Secret the installer provides to s
 # Hashes of the last few replaced tokens, newest first, with when each was replaced: never valid
 # again, kept only so a 401 can say "that was the previous token" instead of "unknown token".
 PREVIOUS_HASHES_KEY: Final = "previousTokenHashes"
+# The SHA-256 of the shared secret Okta's Event Hook sends (`kubescim eventhook rotate`): hashed like
+# the token, in the same Secret, so the gateway needs no other Secret.
+EVENT_HOOK_HASH_KEY: Final = "eventHookSecretHash"
 KEEP_PREVIOUS: Final = 5
 ROTATED_AT_ANNOTATION: Final = "identity.kubescim.dev/rotated-at"
 HASH_PREFIX: Final = "sha256:"
@@ -54,6 +57,14 @@ def hash_from_secret_data(data: dict[str, str], key: str) -> str | None:
     if plain is not None:
         return hash_token(base64.b64decode(plain).decode().strip())
     return None
+
+
+def event_hook_hash_from_secret_data(data: dict[str, str]) -> str | None:
+    raw = data.get(EVENT_HOOK_HASH_KEY)
+    if raw is None:
+        return None
+    value = base64.b64decode(raw).decode().strip()
+    return value if value.startswith(HASH_PREFIX) else None
 
 
 def bearer_value(header: str | None) -> str | None:

@@ -11,12 +11,9 @@ import yaml
 from kubescim.kube import Kube, KubeConfig
 
 
-async def service_account_kubeconfig(
-    admin_kubeconfig: Path, namespace: str, service_account: str, out: Path, *, hours: int = 6
-) -> Path:
-    """Write a kubeconfig for system:serviceaccount:<namespace>:<service_account> to `out`."""
-    config = KubeConfig.from_file(admin_kubeconfig)
-    async with Kube(config) as kube:
+async def service_account_token(admin_kubeconfig: Path, namespace: str, service_account: str, hours: int = 6) -> str:
+    """A token the API server issues for the ServiceAccount (TokenRequest), as the kubelet projects one."""
+    async with Kube(KubeConfig.from_file(admin_kubeconfig)) as kube:
         response = await kube.request(
             "POST",
             f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
@@ -26,7 +23,15 @@ async def service_account_kubeconfig(
                 "spec": {"expirationSeconds": hours * 3600},
             },
         )
-    token = str(response["status"]["token"])
+    return str(response["status"]["token"])
+
+
+async def service_account_kubeconfig(
+    admin_kubeconfig: Path, namespace: str, service_account: str, out: Path, *, hours: int = 6
+) -> Path:
+    """Write a kubeconfig for system:serviceaccount:<namespace>:<service_account> to `out`."""
+    config = KubeConfig.from_file(admin_kubeconfig)
+    token = await service_account_token(admin_kubeconfig, namespace, service_account, hours)
     cluster: dict[str, object] = {"server": config.server}
     if config.ca_file:
         cluster["certificate-authority"] = str(config.ca_file)

@@ -21,10 +21,11 @@ from kubescim.kube import ApiUnavailable
 from kubescim.scim.errors import ScimError, bad_request, unavailable
 from scim_gateway.auth_report import RejectionReporter
 from scim_gateway.deps import Gateway, build_gateway, provider_path
+from scim_gateway.eventhooks import DeliveryRecorder
 from scim_gateway.observability import Metrics, RequestMiddleware
 from scim_gateway.paths import NormalizedPaths
 from scim_gateway.responses import ScimResponse, scim_error_response
-from scim_gateway.routes import scim
+from scim_gateway.routes import eventhooks, scim
 from scim_gateway.settings import GatewaySettings
 
 log = logging.getLogger("kubescim.gateway")
@@ -43,9 +44,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             informer.start()
         reporter = RejectionReporter(gateway.kube, settings.namespace, gateway.providers)
         reporter.start()
+        app.state.event_hooks = DeliveryRecorder(gateway.kube, settings.namespace)
         try:
             yield
         finally:
+            await app.state.event_hooks.stop()
             await reporter.stop()
             for informer in gateway.informers:
                 await informer.stop()
@@ -67,6 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(NormalizedPaths)
     app.include_router(scim, prefix="/scim/v2")
     app.include_router(scim, prefix="/providers/{provider}/scim/v2", dependencies=[Depends(provider_path)])
+    app.include_router(eventhooks.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> PlainTextResponse:

@@ -51,6 +51,12 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.event_hook_deliveries = Counter(
+            "kubescim_gateway_event_hook_deliveries_total",
+            "Okta Event Hook deliveries accepted, by provider",
+            ["provider"],
+            registry=self.registry,
+        )
 
 
 class RequestMiddleware:

@@ -25,6 +25,7 @@ from kubescim.tokens import (
     PreviousToken,
     Verdict,
     default_secret_name,
+    event_hook_hash_from_secret_data,
     hash_from_secret_data,
     judge,
     previous_from_secret_data,
@@ -82,6 +83,7 @@ class Provider:
     rotated_at: str | None = None  # of the current token (the Secret's annotation)
     rejections: Rejections = field(default_factory=Rejections)
     uid: str = ""  # the IdentityProvider's, so its Events show in `kubectl describe`
+    event_hook_hash: str | None = None  # of the Okta Event Hook's shared secret (None: no hook)
 
 
 class ProviderRegistry:
@@ -151,6 +153,7 @@ class ProviderRegistry:
             provider.token_hash = previous.token_hash
             provider.previous, provider.rotated_at = previous.previous, previous.rotated_at
             provider.rejections = previous.rejections
+            provider.event_hook_hash = previous.event_hook_hash
         self.providers[name] = provider
         if secret_name not in self._secret_informers:
             informer = Informer(
@@ -188,11 +191,17 @@ class ProviderRegistry:
                 provider.token_hash = token_hash
                 provider.previous = previous_from_secret_data(data)
                 provider.rotated_at = rotated_at
+                try:
+                    provider.event_hook_hash = event_hook_hash_from_secret_data(data)
+                except (ValueError, UnicodeDecodeError):
+                    provider.event_hook_hash = None
 
     def _set_hash(self, secret_name: str, value: str | None) -> None:
         for provider in self.providers.values():
             if provider.secret_name == secret_name:
                 provider.token_hash = value
+                if value is None:
+                    provider.event_hook_hash = None
 
     def authenticate(self, provider: Provider, token: str | None) -> tuple[Verdict, PreviousToken | None]:
         """Judge the token; count a refusal for the provider's status (never the token itself)."""

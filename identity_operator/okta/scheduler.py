@@ -72,6 +72,7 @@ class ProviderState:
     full_sync_requested: str | None = None
     want_full: bool = False  # `kubescim sync --full` asked for one
     cursor: dt.datetime | None = None  # where the next delta run reads from (Okta's clock)
+    hook_delivery: str | None = None  # status.eventHook.lastDeliveryTime as last seen
     last_full: dt.datetime | None = None  # when the latest successful full run started
 
     def next_since(self, now: dt.datetime) -> dt.datetime | None:
@@ -138,6 +139,7 @@ class Scheduler:
                 # A restarted operator goes on from the recorded cursor: no full run at every restart.
                 cursor=_parse_time(last.get("cursor")) if last.get("result") == "Succeeded" else None,
                 last_full=_parse_time(status.get("lastFullSyncTime")),
+                hook_delivery=(status.get("eventHook") or {}).get("lastDeliveryTime"),
             )
             self.providers[name] = state
             state.task = asyncio.create_task(self._loop(state), name=f"reconcile-{name}")
@@ -152,6 +154,12 @@ class Scheduler:
         requested = annotations.get(ANNOTATION_SYNC_REQUESTED)
         if requested and requested != state.sync_requested:
             state.sync_requested = requested
+            state.wakeup.set()
+        # An Okta Event Hook delivery (recorded by a gateway): a trigger for a delta run, coalesced
+        # with any run already due (the wakeup is a flag).
+        delivery = ((body.get("status") or {}).get("eventHook") or {}).get("lastDeliveryTime")
+        if delivery and delivery != state.hook_delivery:
+            state.hook_delivery = delivery
             state.wakeup.set()
         full = annotations.get(ANNOTATION_FULL_SYNC_REQUESTED)
         if full and full != state.full_sync_requested:

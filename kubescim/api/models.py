@@ -438,6 +438,15 @@ class UnpushedGroupStatus(StatusModel):
     name: ShortText = Field(description="The group's name in Okta.")
 
 
+class EventHookStatus(StatusModel):
+    """Okta Event Hook deliveries to the gateway: each one asks for a delta run (coalesced)."""
+
+    last_delivery_time: dt.datetime | None = Field(default=None, description="When the latest delivery came.")
+    last_verification_time: dt.datetime | None = Field(
+        default=None, description="When Okta last verified the endpoint (the one-time challenge)."
+    )
+
+
 class IdentityProviderStatus(StatusModel):
     scim_endpoint: str | None = Field(default=None, max_length=2048, description="The SCIM base URL for Okta.")
     token_rotated_at: dt.datetime | None = Field(default=None, description="When the provisioning token last changed.")
@@ -454,6 +463,9 @@ class IdentityProviderStatus(StatusModel):
         "(at most 100): their membership does not sync until they are pushed.",
     )
     next_sync_time: dt.datetime | None = Field(default=None, description="When the next run is due.")
+    event_hook: EventHookStatus | None = Field(
+        default=None, description="Okta Event Hook deliveries (kubescim eventhook rotate sets one up)."
+    )
     user_count: int | None = Field(default=None, ge=0, description="ScimUsers of this provider.")
     group_count: int | None = Field(default=None, ge=0, description="ScimGroups of this provider.")
     observed_generation: int | None = Field(default=None, ge=0, description="The generation last acted on.")

@@ -112,7 +112,9 @@ class SimulatorConfig:
     oauth_client_id: str = "0oaKubescimServiceApp"
     oauth_public_key_pem: str | None = None
     link_next_first: bool = False  # Okta sends self then next; either order must work
-    rate_limit: int = 600  # requests per bucket per window
+    rate_limit: int = 600  # requests per bucket per window (Okta: /api/v1/users, /api/v1/apps per minute)
+    # Buckets Okta documents with another limit: the System Log takes a fifth of the others.
+    bucket_limits: dict[str, int] = field(default_factory=lambda: {"logs": 120})
     rate_window_seconds: float = 60.0
     timeout_seconds: float = 65.0  # a "timeout" fault sleeps this long
     page_max: int | None = None  # cap every endpoint's page size (tests: reach page 3 with few users)
@@ -144,7 +146,8 @@ class Simulator:
 
     def bucket(self, name: str) -> Bucket:
         if name not in self.buckets:
-            self.buckets[name] = Bucket(self.config.rate_limit, self.config.rate_window_seconds)
+            limit = self.config.bucket_limits.get(name, self.config.rate_limit)
+            self.buckets[name] = Bucket(limit, self.config.rate_window_seconds)
         return self.buckets[name]
 
     def rate_headers(self, bucket: Bucket) -> dict[str, str]:

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from kubescim.cli import rotate_event_hook_secret
 from kubescim.constants import (
     ANNOTATION_ALLOW_MASS_DEACTIVATION,
     ANNOTATION_FULL_SYNC_REQUESTED,
@@ -374,6 +375,40 @@ async def test_a_delta_run_repairs_missed_pushes_with_a_handful_of_calls(okta: O
     )
 
 
+async def test_an_okta_event_hook_delivery_triggers_a_delta_run(okta: OktaWorld) -> None:
+    """Okta calls the gateway's event hook when something changes: the operator runs a delta at once
+    (no sync request, no waiting for the interval) and repairs what the missed push left."""
+    await okta.pusher.push_everything()
+    await okta.configure_provider()
+    start_operator(okta.stack)
+    first = await okta.first_run()
+    secret, _ = await rotate_event_hook_secret(okta.stack.kube, okta.stack.namespace, "okta")
+    user_id = next(iter(okta.org.users))
+    okta.org.deactivate_user(user_id)  # never pushed
+    delivery = {"eventType": "com.okta.event_hook", "data": {"events": [{"eventType": "user.lifecycle.deactivate"}]}}
+    async with httpx.AsyncClient() as client:
+
+        async def accepted() -> None:  # the gateway learns the hook's secret from its Secret watch
+            response = await client.post(
+                f"{okta.stack.gateway.url}/providers/okta/okta/event-hook",
+                headers={"Authorization": secret},
+                json=delivery,
+            )
+            assert response.status_code == 200, response.text
+
+        await eventually(accepted, timeout=10)
+
+    async def repaired() -> dict[str, Any]:
+        last = await okta.last_sync()
+        assert last.get("completionTime") != first["completionTime"], last
+        assert (last.get("kind"), last.get("result")) == ("Delta", "Succeeded"), last
+        return last
+
+    last = await eventually(repaired, timeout=30)
+    assert last["counts"]["deactivated"] == 1, last
+    assert (await okta.users())[user_id]["spec"]["active"] is False
+
+
 @pytest.mark.org(page_max=10, timeout_seconds=3.0)
 async def test_okta_faults_never_deactivate_from_partial_data_and_the_run_is_retried(okta: OktaWorld) -> None:
     await okta.pusher.push_everything()
@@ -567,5 +602,5 @@ async def test_the_operator_serves_prometheus_metrics_of_runs_and_recomputation(
     assert samples['kubescim_operator_reconcile_last_success_timestamp_seconds{provider="okta"}'] > 1.7e9
     assert samples['kubescim_operator_recompute_queue_depth{queue="fast"}'] >= 0
     assert samples['kubescim_operator_writes_total{kind="user_status"}'] >= 1  # the operator wrote user statuses
-    assert 'kubescim_operator_reconcile_duration_seconds_count{provider="okta"}' in samples
+    assert 'kubescim_operator_reconcile_duration_seconds_count{kind="Full",provider="okta"}' in samples
     assert okta.stack.token not in str(samples)

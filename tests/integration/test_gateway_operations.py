@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kubescim.cli import rotate_token
+from kubescim.cli import rotate_event_hook_secret, rotate_token
 from kubescim.constants import IDENTITY_PROVIDERS
 from kubescim.kube import EVENTS, NAMESPACES, SECRETS, Kube, KubeConfig
 from kubescim_dev.controlplane import ControlPlane, tool_path
@@ -130,6 +130,66 @@ async def _cli(scim_env: ScimEnv, *args: str) -> subprocess.CompletedProcess[str
     return await asyncio.to_thread(
         subprocess.run, [*argv, "-n", scim_env.namespace, *args], capture_output=True, text=True, timeout=60
     )
+
+
+async def test_an_okta_event_hook_is_verified_authenticated_and_recorded(kube: Kube, scim_env: ScimEnv) -> None:
+    """Okta's Event Hook: the one-time verification is echoed, deliveries need the shared secret
+    (the token is not it), every replica records a delivery in the provider's status (coalesced),
+    and a token rotation keeps the hook's secret."""
+    provider, token, _ = await _served_provider(kube, scim_env, "hook")
+    secret, path = await rotate_event_hook_secret(kube, scim_env.namespace, provider)
+    ISSUED_TOKENS.add(secret)
+    assert path.endswith(f"/providers/{provider}/okta/event-hook")
+    hooks = [f"{g.url}/providers/{provider}/okta/event-hook" for g in scim_env.gateways]
+    challenge = {"X-Okta-Verification-Challenge": "c" * 43}
+
+    async with httpx.AsyncClient() as client:
+
+        async def verified(url: str) -> None:
+            response = await client.get(url, headers={"Authorization": secret, **challenge})
+            assert response.status_code == 200, response.text
+            assert response.json() == {"verification": "c" * 43}
+
+        for url in hooks:
+            await eventually(lambda url=url: verified(url))
+        for credential in (token, "wrong", None):
+            headers = {"Authorization": credential} if credential else {}
+            refused = await client.post(hooks[0], headers=headers, json={"data": {"events": []}})
+            assert refused.status_code == 401, refused.text
+            assert credential is None or credential not in refused.text
+        before = await kube.get(IDENTITY_PROVIDERS, provider, scim_env.namespace)
+        assert (before.get("status") or {}).get("eventHook", {}).get("lastVerificationTime")
+        events = {"eventType": "com.okta.event_hook", "data": {"events": [{"eventType": "user.lifecycle.deactivate"}]}}
+        for url in hooks:
+            for _ in range(5):  # a burst: recorded at most once per interval per replica
+                delivered = await client.post(url, headers={"Authorization": secret}, json=events)
+                assert delivered.status_code == 200, delivered.text
+                assert delivered.json() == {"received": 1}
+
+    async def recorded() -> str:
+        status = (await kube.get(IDENTITY_PROVIDERS, provider, scim_env.namespace)).get("status") or {}
+        delivery = (status.get("eventHook") or {}).get("lastDeliveryTime")
+        assert delivery, status
+        return str(delivery)
+
+    await eventually(recorded)
+    # A new provisioning token leaves the hook's secret as it was.
+    ISSUED_TOKENS.add(await rotate_token(kube, scim_env.namespace, provider))
+    await asyncio.sleep(0.5)
+    async with httpx.AsyncClient() as client:
+        again = await client.get(hooks[0], headers={"Authorization": secret, **challenge})
+    assert again.status_code == 200, again.text
+
+
+async def eventually(check: object, timeout: float = 10.0) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()  # type: ignore[operator]
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def test_rotation_takes_effect_on_every_replica_within_a_second(kube: Kube, scim_env: ScimEnv) -> None:
