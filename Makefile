@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools lint fmt test test-quick demo up down bench clean crds e2e-kind
+.PHONY: help venv tools lint fmt test test-quick demo up down bench clean crds e2e-kind image
 
 help:
 	@echo "make demo        local control plane + gateway + operator + Okta simulator, prints Teams/BUs"
@@ -16,6 +16,7 @@ help:
 	@echo "make up / down   start / stop the local stack in the background (.local/stack.env)"
 	@echo "make lint        ruff + mypy --strict + import-linter layer contracts"
 	@echo "make bench       benchmarks -> bench/results/latest.{md,json} (BENCH_ARGS=--full for 100k users)"
+	@echo "make image       the container image with podman (IMAGE=..., PYTHON_IMAGE=... for the official base)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +64,9 @@ crds: venv
 
 bench: venv tools
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+image:
+	@bash hack/image.sh
 
 e2e-kind: venv
 	bash hack/e2e-kind.sh
