@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools lint fmt test test-quick demo up down bench clean crds e2e-kind image
+.PHONY: help venv tools lint fmt test test-quick demo up down bench clean crds e2e-kind image cluster
 
 help:
 	@echo "make demo        local control plane + gateway + operator + Okta simulator, prints Teams/BUs"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint        ruff + mypy --strict + import-linter layer contracts"
 	@echo "make bench       benchmarks -> bench/results/latest.{md,json} (BENCH_ARGS=--full for 100k users)"
 	@echo "make image       the container image with podman (IMAGE=..., PYTHON_IMAGE=... for the official base)"
+	@echo "make cluster     a single-node Kubernetes (kubelet, containerd, scheduler, controller-manager, kube-proxy)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,6 +68,10 @@ bench: venv tools
 
 image:
 	@bash hack/image.sh
+
+cluster: venv tools
+	@bash hack/build-tools.sh kubelet kube-controller-manager kube-scheduler kube-proxy containerd containerd-shim-runc-v2 ctr
+	$(PY) -m kubescim_dev.cluster up
 
 e2e-kind: venv
 	bash hack/e2e-kind.sh

@@ -44,11 +44,20 @@ def read_versions() -> dict[str, str]:
 def tool_path(tool: str) -> Path:
     """Path of a Go-built tool in the versioned cache, building it first if it is missing."""
     versions = read_versions()
+    kubernetes = f"kubernetes-{versions['KUBERNETES_VERSION']}"
+    containerd = f"containerd-{versions['CONTAINERD_VERSION']}"
     folder = {
-        "kube-apiserver": f"kubernetes-{versions['KUBERNETES_VERSION']}",
-        "kubectl": f"kubernetes-{versions['KUBERNETES_VERSION']}",
+        "kube-apiserver": kubernetes,
+        "kubectl": kubernetes,
+        "kubelet": kubernetes,
+        "kube-controller-manager": kubernetes,
+        "kube-scheduler": kubernetes,
+        "kube-proxy": kubernetes,
         "etcd": f"etcd-{versions['ETCD_VERSION']}",
         "helm": f"helm-{versions['HELM_VERSION']}",
+        "containerd": containerd,
+        "containerd-shim-runc-v2": containerd,
+        "ctr": containerd,
     }[tool]
     path = REPO_ROOT / ".cache" / "bin" / folder / tool
     if not path.exists():
@@ -62,11 +71,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _make_pki(directory: Path) -> None:
-    """A CA, a serving certificate for 127.0.0.1/localhost, and a service-account key pair."""
+# The `kubernetes` Service's ClusterIP in the service range below: pods reach the API server there.
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+
+
+def _make_pki(directory: Path, ip_addresses: tuple[str, ...] = ()) -> None:
+    """A CA, a serving certificate for 127.0.0.1/localhost (and the given IPs), and a service-account key pair."""
     authority = new_authority("kubescim-local-ca")
     certificate, key = serving_certificate(
-        authority, "kube-apiserver", ("localhost", "kubernetes", "kubernetes.default.svc")
+        authority, "kube-apiserver", ("localhost", "kubernetes", "kubernetes.default.svc"), ip_addresses
     )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = serialization.Encoding.PEM
@@ -93,6 +106,10 @@ class ControlPlane:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     # A structured AuthenticationConfiguration (JWT issuers, e.g. the simulator's OIDC issuer).
     authentication_config: Path | None = None
+    # For a cluster with a node (`make cluster`): the node's address. The API server then listens
+    # there too, advertises it for the `kubernetes` Service (pods reach it through kube-proxy), and
+    # its ServiceAccount admission gives pods their projected tokens.
+    node_ip: str | None = None
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _owns_workdir: bool = False
 
@@ -128,7 +145,7 @@ class ControlPlane:
             self._owns_workdir = True
         pki = self.workdir / "pki"
         pki.mkdir(parents=True, exist_ok=True)
-        _make_pki(pki)
+        _make_pki(pki, (self.node_ip, KUBERNETES_SERVICE_IP) if self.node_ip else ())
         (pki / "tokens.csv").write_text(f'{self.admin_token},kubescim-admin,kubescim-admin,"system:masters"\n')
         (pki / "tokens.csv").chmod(0o600)
         self.etcd_port = self.etcd_port or free_port()
@@ -157,8 +174,9 @@ class ControlPlane:
             [
                 str(apiserver_bin),
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                # A node's pods reach it on the node's address, the host's clients on loopback.
+                f"--bind-address={'0.0.0.0' if self.node_ip else '127.0.0.1'}",  # noqa: S104
+                f"--advertise-address={self.node_ip or '127.0.0.1'}",
                 f"--secure-port={self.apiserver_port}",
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={pki / 'server.crt'}",
@@ -171,12 +189,14 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--api-audiences=https://kubernetes.default.svc.cluster.local",
                 "--service-cluster-ip-range=10.96.0.0/16",
-                "--disable-admission-plugins=ServiceAccount",
+                *([] if self.node_ip else ["--disable-admission-plugins=ServiceAccount"]),
+                # The node's name resolves nowhere: logs, exec and attach dial its InternalIP.
+                *(["--kubelet-preferred-address-types=InternalIP,Hostname"] if self.node_ip else []),
                 "--allow-privileged=true",
                 # KUBESCIM_DEV_PROFILING=1 serves /debug/pprof (for profiling the API server under a benchmark).
                 f"--profiling={'true' if os.environ.get('KUBESCIM_DEV_PROFILING') == '1' else 'false'}",
                 # The kubernetes Service cannot point at loopback: do not try (and log) every 10 s.
-                "--endpoint-reconciler-type=none",
+                *([] if self.node_ip else ["--endpoint-reconciler-type=none"]),
                 "--v=0",
             ],
         )

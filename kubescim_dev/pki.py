@@ -59,12 +59,16 @@ def new_authority(common_name: str) -> Authority:
 
 
 def serving_certificate(
-    authority: Authority, common_name: str, dns_names: tuple[str, ...] = ("localhost",)
+    authority: Authority,
+    common_name: str,
+    dns_names: tuple[str, ...] = ("localhost",),
+    ip_addresses: tuple[str, ...] = (),
 ) -> tuple[bytes, bytes]:
-    """(certificate PEM, PKCS#8 key PEM) for 127.0.0.1 and the given DNS names."""
+    """(certificate PEM, PKCS#8 key PEM) for 127.0.0.1, the given IPs and the given DNS names."""
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
-    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    for address in ("127.0.0.1", *ip_addresses):
+        names.append(x509.IPAddress(ipaddress.ip_address(address)))
     certificate = (
         _validity(x509.CertificateBuilder())
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
