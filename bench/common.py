@@ -52,6 +52,8 @@ class Sizes:
     access_bindings: int = 100
     access_namespaces: int = 50
     access_samples: int = 50
+    # Storage: users written to measure etcd's bytes per user.
+    storage_users: int = 5000
 
 
 SMOKE = Sizes(
@@ -71,6 +73,7 @@ SMOKE = Sizes(
     access_bindings=10,
     access_namespaces=5,
     access_samples=5,
+    storage_users=200,
 )
 DEFAULT = Sizes("default", 1000, 3, (1000, 10000), 10000, 1000, 200, 50, 10000, 5000, (10000,), 60)
 FULL = Sizes("full", 1000, 3, (10000, 100000), 10000, 1000, 200, 50, 100000, 5000, (10000, 100000), 60)

@@ -15,9 +15,11 @@ import math
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -49,12 +51,16 @@ from identity_operator.okta.reconciler import reconcile
 from kubescim.api.models import IdentityProviderSpec, ScimUserSpec
 from kubescim.constants import (
     API_VERSION,
+    BUSINESS_UNIT_LABEL_PREFIX,
     BUSINESS_UNIT_MAPPINGS,
     BUSINESS_UNITS,
+    ENTERPRISE_USER_URN,
     GROUP_LABEL_PREFIX,
+    LABEL_ROLE,
     LABEL_SCIM_ID,
     SCIM_GROUPS,
     SCIM_USERS,
+    TEAM_LABEL_PREFIX,
     TEAMS,
 )
 from kubescim.kube import NAMESPACES, ApiError, Kube, KubeConfig, Resource
@@ -529,6 +535,97 @@ async def _okta_deltas(
     return out
 
 
+# --- 9. storage: what one user costs etcd ---------------------------------------------------------
+
+
+def _etcd_in_use_bytes(plane: ControlPlane) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{plane.etcd_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = re.search(r"^etcd_mvcc_db_total_size_in_use_in_bytes (\S+)$", text, re.M)
+    return float(found.group(1)) if found else float("nan")
+
+
+async def bench_storage(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[str, Any]:
+    """A ScimUser as kubescim stores one — the attributes Okta pushes, 3 group labels, team, unit and
+    role labels, the operator's status with provenance — created, then its status written (two
+    revisions, as in a real push before compaction): JSON bytes as the API returns it (managedFields
+    included) and etcd's in-use bytes per user."""
+    namespace = await new_namespace(kube, "storage")
+    count = sizes.storage_users
+    before = _etcd_in_use_bytes(plane)
+    sizes_seen: list[int] = []
+
+    def job(i: int) -> Any:
+        async def create() -> None:
+            spec = ScimUserSpec.model_validate(
+                {
+                    "provider": "okta",
+                    "userName": f"ada.lovelace.{i}@example.com",
+                    "externalId": f"00u{i:017d}",
+                    "active": True,
+                    "displayName": "Ada Lovelace",
+                    "title": "Staff Engineer",
+                    "userType": "Employee",
+                    "name": {"givenName": "Ada", "familyName": "Lovelace", "formatted": "Ada Lovelace"},
+                    "emails": [{"value": f"ada.lovelace.{i}@example.com", "type": "work", "primary": True}],
+                    "extensions": {
+                        ENTERPRISE_USER_URN: {
+                            "department": "Engineering",
+                            "costCenter": "CC-100",
+                            "employeeNumber": str(10000 + i),
+                            "organization": "Example Corp",
+                            "division": "R&D",
+                            "employeeID": f"E-{i:06d}",
+                        }
+                    },
+                }
+            )
+            labels = {f"{GROUP_LABEL_PREFIX}{new_id()}": "member" for _ in range(3)}
+            labels |= {
+                f"{TEAM_LABEL_PREFIX}team-{i % 7}": "member",
+                f"{TEAM_LABEL_PREFIX}platform": "member",
+                f"{BUSINESS_UNIT_LABEL_PREFIX}engineering": "member",
+                LABEL_ROLE: "developer",
+            }
+            created = await kube.create(SCIM_USERS, scim_user_object(spec, new_id(), labels), namespace)
+            rule = {"kind": "Attribute", "rule": "departments", "attribute": "department", "value": "Engineering"}
+            status = {
+                "id": created["metadata"]["name"],
+                "groups": ["Bifrost Playground: Alpha Team", "Everyone", "Department: Engineering"],
+                "teams": [
+                    {"name": f"team-{i % 7}", "sources": [rule]},
+                    {"name": "platform", "sources": [{"kind": "Group", "rule": "groups", "group": "Everyone"}]},
+                ],
+                "businessUnits": [{"name": "engineering", "sources": [{"kind": "Team", "team": "platform"}]}],
+                "role": {
+                    "name": "developer",
+                    "rank": 50,
+                    "resolution": "HighestPermission",
+                    "sources": [{**rule, "rule": "engineers"}],
+                    "candidates": ["developer"],
+                },
+                "kubernetesUsername": f"okta:ada.lovelace.{i}@example.com",
+            }
+            stored = await kube.patch(
+                SCIM_USERS, created["metadata"]["name"], {"status": status}, namespace, subresource="status"
+            )
+            sizes_seen.append(len(json.dumps(stored, separators=(",", ":"))))
+
+        return create
+
+    try:
+        await bounded(32, [job(i) for i in range(count)])
+        await asyncio.sleep(2)
+        after = _etcd_in_use_bytes(plane)
+    finally:
+        await kube.delete(NAMESPACES, namespace)
+    return {
+        "users": count,
+        "json_bytes_per_user": round(sum(sizes_seen) / max(len(sizes_seen), 1)),
+        "etcd_in_use_bytes_per_user": round((after - before) / count),
+    }
+
+
 # --- 6. memory and startup ------------------------------------------------------------------------
 
 
@@ -852,6 +949,18 @@ def markdown(results: dict[str, Any]) -> str:
             "persisting every write to etcd through the API server.",
             "",
         ]
+    storage = results.get("storage")
+    if storage:
+        lines += [
+            f"## 9. Storage: one user in etcd ({storage['users']} users: spec, 7 labels, the operator's status)",
+            "",
+            "| JSON bytes per user (as the API returns it, managedFields included) | etcd in-use bytes per user (create + status: two revisions) |",
+            "|---|---|",
+            f"| {storage['json_bytes_per_user']} | {storage['etcd_in_use_bytes_per_user']} |",
+            "",
+            "The second figure falls towards the first as the API server compacts old revisions (every 5 min).",
+            "",
+        ]
     access = results.get("access")
     if access:
         lines += [
@@ -916,6 +1025,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "peer": bench_peer,
                 "okta": bench_okta,
                 "access": bench_access,
+                "storage": bench_storage,
             }
             for name, scenario in scenarios.items():
                 if args.only and name not in args.only:
