@@ -533,7 +533,7 @@ class ScimService:
             # record the labels' revision on it, so every replica can tell when its cache has them.
             # Both are idempotent, so a client's retry after a partial failure converges.
             revision = await self.store.set_memberships(entry.scim_id, add, remove)
-            entry = await self.store.update_group(entry, None, revision)
+            entry = await self.store.bump_group(entry, revision)
         return self.group_resource(entry, base_url, with_members=with_members)
 
     async def delete_group(self, provider: str, scim_id: str, if_match: str | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from kubescim.api.models import ScimGroupSpec, ScimUserSpec
 from kubescim.constants import SCIM_GROUPS, SCIM_USERS
@@ -49,6 +50,7 @@ class KubeStore:
         self.index = index
         self.storage = ScimStorage(kube, namespace)
         self._writes = asyncio.Semaphore(write_concurrency)
+        self._bumps: dict[str, _Bump] = {}
 
     # --- fresh reads --------------------------------------------------------------------------------
 
@@ -218,11 +220,53 @@ class KubeStore:
         assert entry is not None
         return entry
 
+    async def bump_group(self, current: Entry, members_revision: int) -> Entry:
+        """Bump the group's lastModified and record `members_revision`, coalescing concurrent bumps of
+        one group: while one write is in flight, the requests that arrive wait for the next, which
+        records the highest revision among them. Every caller returns after a write that covers its
+        own revision, so its membership change is in etcd and visible to every replica; 32 concurrent
+        member PATCHes of one group write it a few times instead of 32 (one etcd key, serialised)."""
+        if members_revision <= 0:  # nothing was written (already members): a plain bump
+            return await self.update_group(current, None, members_revision)
+        bump = self._bumps.setdefault(current.scim_id, _Bump())
+        bump.wanted = max(bump.wanted, members_revision)
+        while bump.done < members_revision:
+            if bump.task is None:
+                bump.task = asyncio.create_task(self._bump_once(current, bump))
+            task = bump.task
+            await asyncio.shield(task)
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        entry = bump.entry
+        if bump.task is None and bump.wanted <= bump.done:
+            self._bumps.pop(current.scim_id, None)
+        if entry is None:  # covered by a write this replica made before (not expected): write again
+            return await self.update_group(current, None, members_revision)
+        return entry
+
+    async def _bump_once(self, current: Entry, bump: _Bump) -> None:
+        target = bump.wanted
+        try:
+            bump.entry = await self.update_group(current, None, target)
+            bump.done = max(bump.done, target)
+        finally:
+            bump.task = None
+
     async def delete_group(self, entry: Entry) -> None:
         members = self.index.group_members(entry.scim_id)
         await self._delete(SCIM_GROUPS, _ref(entry), self.index.groups)
         # Deleting a group never deletes users: it only drops their membership label.
         await self.set_memberships(entry.scim_id, [], members)
+
+
+@dataclass
+class _Bump:
+    """One group's coalesced lastModified bump: the highest revision asked for, the highest written."""
+
+    wanted: int = 0
+    done: int = 0
+    task: asyncio.Task[None] | None = None
+    entry: Entry | None = None
 
 
 def _label_value_ok(value: str) -> bool:
