@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Any, Protocol
 
@@ -164,6 +164,9 @@ class Engine:
     role_rule_users: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     dirty_role_rules: set[str] = field(default_factory=set)
     dirty_providers: set[str] = field(default_factory=set)  # their CustomAttributesArriving condition
+    # A user's own change: when it was queued, and who is told how long its recomputation took.
+    _queued_at: dict[str, float] = field(default_factory=dict)
+    on_recomputed: Callable[[float], None] | None = None
     # Active users as Kubernetes subjects, and who is told when they change (None: access is off).
     principals: dict[str, Principal] = field(default_factory=dict)
     access: AccessSink | None = None
@@ -265,10 +268,13 @@ class Engine:
         """Queue users for recomputation. A user's own change (bulk=False) goes ahead of bulk work such
         as a rule edit moving thousands, so it still shows within a second."""
         queue = self._bulk if bulk else self._fast
+        now = time.monotonic()
         for name in names:
             if name not in self.dirty_users:
                 self.dirty_users.add(name)
                 queue.append(name)
+                if not bulk:
+                    self._queued_at.setdefault(name, now)
         if self._fast:
             self._users_wakeup.set()
         if self._bulk:
@@ -546,7 +552,10 @@ class Engine:
                 self.dirty_users.discard(name)  # marked again while in flight: it is queued again
             else:
                 self._bulk_writes_queued.discard(name)
+            queued_at = self._queued_at.pop(name, None) if urgent else None
             await self._process_user_safely(name, urgent)
+            if queued_at is not None and self.on_recomputed is not None:
+                self.on_recomputed(time.monotonic() - queued_at)
 
     def _check_indexed(self) -> None:
         if not (self._bulk or self._evaluating or self._fast) and not self.indexed.is_set():

@@ -149,6 +149,12 @@ class OperatorMetrics:
             ["provider", "result"],
             registry=self.registry,
         )
+        self.recompute_latency = Histogram(
+            "kubescim_operator_recompute_latency_seconds",
+            "From a user's own change (its watch event) to its labels and status written",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
         self._engine: Engine | None = None
         self._access: AccessController | None = None
         self.registry.register(_EngineCollector(lambda: self._engine))
@@ -156,6 +162,7 @@ class OperatorMetrics:
 
     def watch_engine(self, engine: Engine) -> None:
         self._engine = engine
+        engine.on_recomputed = self.recompute_latency.observe
 
     def watch_access(self, access: AccessController) -> None:
         self._access = access

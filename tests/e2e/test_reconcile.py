@@ -603,4 +603,5 @@ async def test_the_operator_serves_prometheus_metrics_of_runs_and_recomputation(
     assert samples['kubescim_operator_recompute_queue_depth{queue="fast"}'] >= 0
     assert samples['kubescim_operator_writes_total{kind="user_status"}'] >= 1  # the operator wrote user statuses
     assert 'kubescim_operator_reconcile_duration_seconds_count{kind="Full",provider="okta"}' in samples
+    assert "kubescim_operator_recompute_latency_seconds_count" in samples
     assert okta.stack.token not in str(samples)
