@@ -69,6 +69,7 @@ class RunResult:
     kind: SyncKind = SyncKind.FULL
     cursor: dt.datetime | None = None  # set by a successful run: where the next delta starts
     fallback_reason: str | None = None  # a delta was asked for, a full run ran: why
+    deltas_unavailable: str | None = None  # why no delta can run until the spec changes
 
     @classmethod
     def failed(cls, message: str, **details: Any) -> RunResult:
@@ -192,7 +193,14 @@ def okta_time(moment: dt.datetime) -> str:
 
 
 class DeltaUnsure(Exception):
-    """A delta run cannot be sure it sees every change: a full run is needed (the message says why)."""
+    """A delta run cannot be sure it sees every change: a full run is needed (the message says why).
+    `lasting`: it will not get better by itself (the System Log refuses these credentials), so the
+    scheduler stops trying deltas until the provider's spec changes, instead of a full run every
+    delta interval."""
+
+    def __init__(self, message: str, *, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 @dataclass
@@ -225,7 +233,8 @@ async def fetch_okta_delta(
         if error.status in (401, 403):
             raise DeltaUnsure(
                 f"the System Log cannot be read (HTTP {error.status}): grant the okta.logs.read scope "
-                "(OAuth) or use an API token of an admin who may read it"
+                "(OAuth) or use an API token of an admin who may read it",
+                lasting=True,
             ) from None
         raise
     stats = client.stats
@@ -455,6 +464,7 @@ async def reconcile(
             )
         delta: DeltaSnapshot | None = None
         fallback: str | None = None
+        deltas_unavailable: str | None = None
         unpushed: list[UnpushedGroup] | None = None
         if since is not None:
             # The cluster first: the delta reads only users it holds (or the Log names).
@@ -465,6 +475,7 @@ async def reconcile(
                 )
             except DeltaUnsure as error:
                 fallback = str(error)
+                deltas_unavailable = fallback if error.lasting else None
                 log.info("delta run falls back to a full run", extra={"provider": provider, "detail": fallback})
         if delta is not None:
             okta_users, okta_groups = delta.users, delta.groups
@@ -555,6 +566,7 @@ async def reconcile(
         kind=SyncKind.DELTA if delta is not None else SyncKind.FULL,
         cursor=cursor if result == SyncResult.SUCCEEDED else None,
         fallback_reason=fallback,
+        deltas_unavailable=deltas_unavailable,
     )
 
 

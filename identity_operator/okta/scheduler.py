@@ -73,16 +73,30 @@ class ProviderState:
     want_full: bool = False  # `kubescim sync --full` asked for one
     cursor: dt.datetime | None = None  # where the next delta run reads from (Okta's clock)
     hook_delivery: str | None = None  # status.eventHook.lastDeliveryTime as last seen
+    deltas_unavailable: str | None = None  # set by a lasting fallback; cleared when the spec changes
+
+    @property
+    def deltas_on(self) -> bool:
+        return parse_duration(self.spec.reconcile.delta_interval) > 0 and self.deltas_unavailable is None
+
     last_full: dt.datetime | None = None  # when the latest successful full run started
 
     def next_since(self, now: dt.datetime) -> dt.datetime | None:
         """The cursor a run now should start from, or None for a full run."""
         interval = dt.timedelta(seconds=parse_duration(self.spec.reconcile.interval))
         full_due = self.last_full is None or now >= self.last_full + interval
-        delta_on = parse_duration(self.spec.reconcile.delta_interval) > 0
-        if self.want_full or full_due or not delta_on or self.cursor is None:
+        if self.want_full or full_due or not self.deltas_on or self.cursor is None:
             return None
         return self.cursor
+
+
+def _fallback(result: RunResult, state: ProviderState) -> str | None:
+    """Why this full run is not a delta: this run's fallback, or deltas stopped by an earlier one."""
+    if result.fallback_reason:
+        return result.fallback_reason[:1000]
+    if state.deltas_unavailable and result.kind == "Full":
+        return f"delta runs are off until the IdentityProvider's spec changes: {state.deltas_unavailable}"[:1000]
+    return None
 
 
 def _parse_time(text: Any) -> dt.datetime | None:
@@ -148,6 +162,8 @@ class Scheduler:
             state.spec.reconcile.interval,
             state.spec.reconcile.delta_interval,
         )
+        if spec != state.spec:
+            state.deltas_unavailable = None  # new credentials or scopes: try deltas again
         state.spec = spec
         if seen_conditions:
             state.conditions = seen_conditions
@@ -160,7 +176,8 @@ class Scheduler:
         delivery = ((body.get("status") or {}).get("eventHook") or {}).get("lastDeliveryTime")
         if delivery and delivery != state.hook_delivery:
             state.hook_delivery = delivery
-            state.wakeup.set()
+            if state.deltas_on:  # a trigger for a delta; never for a full run
+                state.wakeup.set()
         full = annotations.get(ANNOTATION_FULL_SYNC_REQUESTED)
         if full and full != state.full_sync_requested:
             state.full_sync_requested = full
@@ -221,14 +238,14 @@ class Scheduler:
             delta_interval = parse_duration(state.spec.reconcile.delta_interval)
             if result.result == SyncResult.FAILED:
                 failures += 1
-                cap = min(interval, delta_interval) if delta_interval > 0 else interval
+                cap = min(interval, delta_interval) if state.deltas_on else interval
                 delay = min(cap, self.retry_base * 2 ** min(failures - 1, 6)) * random.uniform(0.8, 1.2)
             else:
                 failures = 0
                 now = dt.datetime.now(dt.UTC)
                 full_at = (state.last_full or now) + dt.timedelta(seconds=interval * (1 + random.uniform(0, 0.05)))
                 delay = max((full_at - now).total_seconds(), 1.0)
-                if delta_interval > 0 and state.cursor is not None:
+                if state.deltas_on and state.cursor is not None:
                     delay = min(delay, delta_interval * random.uniform(0.95, 1.05))
             await self._write_next(state, delay)
 
@@ -269,6 +286,12 @@ class Scheduler:
                 state.last_full = result.started
         if result.cursor is not None:
             state.cursor = result.cursor
+        if result.deltas_unavailable is not None:
+            state.deltas_unavailable = result.deltas_unavailable
+            log.warning(
+                "delta runs stop until the provider's spec changes",
+                extra={"provider": state.name, "detail": result.deltas_unavailable},
+            )
         if override and result.result != SyncResult.BLOCKED:
             state.allow_mass_deactivation = False
             await self._clear_override(state)
@@ -320,7 +343,7 @@ class Scheduler:
             rate_limit_waits=result.rate_limit_waits,
             kind=result.kind,
             cursor=_ms(result.cursor) if result.cursor else None,
-            fallback_reason=result.fallback_reason[:1000] if result.fallback_reason else None,
+            fallback_reason=_fallback(result, state),
         ).dump()
         # A merge patch keeps keys it does not name: clear those this run leaves unset.
         for key in ("cursor", "fallbackReason"):

@@ -369,6 +369,12 @@ async def test_a_delta_run_repairs_missed_pushes_with_a_handful_of_calls(okta: O
     assert (fallback["kind"], fallback["result"]) == ("Full", "Succeeded"), fallback
     assert "okta.logs.read" in fallback["fallbackReason"], fallback
     assert "full run instead of a delta" in fallback["message"], fallback
+    # A refusal that lasts stops deltas (no full run every delta interval) until the spec changes.
+    logs_calls = okta.server.simulator.stats.calls["/api/v1/logs"]
+    after = await okta.sync(full=False)
+    assert after["kind"] == "Full", after
+    assert "delta runs are off until the IdentityProvider's spec changes" in after["fallbackReason"], after
+    assert okta.server.simulator.stats.calls["/api/v1/logs"] == logs_calls
     print(
         f"Okta calls: no-drift delta {quiet['oktaApiCalls']}, delta repairing 7 changes "
         f"{repaired['oktaApiCalls']}, full (fallback) {fallback['oktaApiCalls']}"
