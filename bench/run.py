@@ -260,6 +260,33 @@ async def _count(kube: Kube, resource: Resource, namespace: str, selector: str) 
         params["continue"] = page["metadata"]["continue"]
 
 
+async def _all_have_status(kube: Kube, namespace: str, count: int, timeout: float = 3600) -> None:
+    """Until every one of `count` ScimUsers carries the operator's status (its id): one list, then
+    the watch (repeated lists of 100,000 users would load the API server the operator needs)."""
+    items, version = await kube.list(SCIM_USERS, namespace)
+    done = {str(i["metadata"]["name"]) for i in items if (i.get("status") or {}).get("id")}
+    del items
+
+    async def watch() -> None:
+        async for event in kube.watch(SCIM_USERS, namespace, resource_version=version, timeout_seconds=1800):
+            obj = event.get("object") or {}
+            if (obj.get("status") or {}).get("id"):
+                done.add(str((obj.get("metadata") or {}).get("name")))
+
+    watcher = asyncio.create_task(watch())
+    deadline = time.monotonic() + timeout
+    try:
+        while len(done) < count:
+            if watcher.done():
+                watcher.result()  # a failed watch says why
+                watcher = asyncio.create_task(watch())
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(done)} of {count} users have the operator's status after {timeout} s")
+            await asyncio.sleep(0.5)
+    finally:
+        watcher.cancel()
+
+
 async def _quiet(kube: Kube, resource: Resource, namespace: str, seconds: float = 3.0) -> None:
     """Wait until no object of this kind has changed for `seconds` (a watch, not repeated lists)."""
     version = await kube.current_version(resource, namespace)
@@ -645,8 +672,10 @@ async def bench_memory(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[st
         operator = await asyncio.to_thread(
             start_operator, plane.kubeconfig, namespace, extra_env={"KUBESCIM_LOG_LEVEL": "WARNING"}
         )
-        # The operator is settled once every user carries its status (id) again.
+        # The operator is settled once every user carries its status (id), and nothing moves for a
+        # while: at 100,000 users a quiet spell alone came before the operator's first write.
         if size:
+            await _all_have_status(kube, namespace, size)
             await _quiet(kube, SCIM_USERS, namespace)
         operator_settled = time.perf_counter() - started
         await asyncio.sleep(1)
