@@ -916,27 +916,20 @@ class Engine:
             old_ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
             ready = next(c for c in status["conditions"] if c["type"] == "Ready")
             if ready["status"] == "False" and old_ready.get("reason") != ready["reason"]:
-                regarding = {
-                    "apiVersion": API_VERSION,
-                    "kind": "RoleMapping",
-                    "name": name,
-                    "namespace": self.settings.namespace,
-                }
-                await self._post_event(regarding, "Warning", ready["reason"], ready["message"])
+                await self._post_event(
+                    self._regarding("RoleMapping", name), "Warning", ready["reason"], ready["message"]
+                )
             old_found: dict[str, Any] = next((c for c in previous if c.get("type") == "AttributeFound"), {})
             if (
                 attribute_check is not None
                 and not attribute_check.ok
                 and old_found.get("reason") != attribute_check.verdict
             ):
-                regarding = {
-                    "apiVersion": API_VERSION,
-                    "kind": "RoleMapping",
-                    "name": name,
-                    "namespace": self.settings.namespace,
-                }
                 await self._post_event(
-                    regarding, "Warning", f"Attribute{attribute_check.verdict}", attribute_check.message
+                    self._regarding("RoleMapping", name),
+                    "Warning",
+                    f"Attribute{attribute_check.verdict}",
+                    attribute_check.message,
                 )
 
     async def _flush_provider(self, name: str) -> None:
@@ -967,13 +960,12 @@ class Engine:
         async with self._writes:
             await self.writer.apply_status(IDENTITY_PROVIDERS, body)
         if built["status"] == "False" and old.get("reason") != built["reason"]:
-            regarding = {
-                "apiVersion": API_VERSION,
-                "kind": "IdentityProvider",
-                "name": name,
-                "namespace": self.settings.namespace,
-            }
-            await self._post_event(regarding, "Warning", f"CustomAttribute{built['reason']}", built["message"])
+            await self._post_event(
+                self._regarding("IdentityProvider", name),
+                "Warning",
+                f"CustomAttribute{built['reason']}",
+                built["message"],
+            )
 
     async def _flush_group(self, scim_id: str) -> None:
         group: GroupRecord | None = self.view.groups.get(scim_id)
@@ -1001,6 +993,10 @@ class Engine:
         if removed:
             parts.append(f"removed {len(removed)}: {names(removed)}")
         await self._event(record.kind, record, "Normal", "MembersChanged", "; ".join(parts) + f" (now {len(after)})")
+
+    def _regarding(self, kind: str, name: str) -> dict[str, Any]:
+        """An Event's object reference to one of this namespace's kubescim objects."""
+        return {"apiVersion": API_VERSION, "kind": kind, "name": name, "namespace": self.settings.namespace}
 
     async def _rule_event(
         self, kind: str, name: str, record: RuleRecord, problem: str, reason: str = "InvalidRule"

@@ -42,15 +42,20 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
-    """Generate a new provisioning token, store only its hash, and return the token (shown once)."""
+async def _provider(kube: Kube, namespace: str, provider: str) -> tuple[JSON, IdentityProviderSpec]:
+    """The IdentityProvider and its spec; a clear error when there is none."""
     try:
         idp = await kube.get(IDENTITY_PROVIDERS, provider, namespace)
     except ApiError as error:
         if error.not_found:
             raise SystemExit(f"error: no IdentityProvider {provider!r} in namespace {namespace!r}") from None
         raise
-    spec = IdentityProviderSpec.model_validate(idp.get("spec") or {})
+    return idp, IdentityProviderSpec.model_validate(idp.get("spec") or {})
+
+
+async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
+    """Generate a new provisioning token, store only its hash, and return the token (shown once)."""
+    _, spec = await _provider(kube, namespace, provider)
     ref = spec.scim.token_secret_ref
     name = ref.name if ref else default_secret_name(provider)
     key = ref.key if ref else TOKEN_HASH_KEY
@@ -100,13 +105,7 @@ async def rotate_token(kube: Kube, namespace: str, provider: str) -> str:
 async def rotate_event_hook_secret(kube: Kube, namespace: str, provider: str) -> tuple[str, str]:
     """A new shared secret for the provider's Okta Event Hook (only its hash is stored, next to the
     token's); returns (secret, the hook's path on the gateway). The previous secret stops working."""
-    try:
-        idp = await kube.get(IDENTITY_PROVIDERS, provider, namespace)
-    except ApiError as error:
-        if error.not_found:
-            raise SystemExit(f"error: no IdentityProvider {provider!r} in namespace {namespace!r}") from None
-        raise
-    spec = IdentityProviderSpec.model_validate(idp.get("spec") or {})
+    idp, spec = await _provider(kube, namespace, provider)
     ref = spec.scim.token_secret_ref
     name = ref.name if ref else default_secret_name(provider)
     secret = generate_token()
