@@ -25,6 +25,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any, Protocol
 
 from identity_operator.access.plan import Directory, Principal, kubernetes_username
+from identity_operator.gate import always_active
 from identity_operator.mapping import (
     Desired,
     Grant,
@@ -179,6 +180,8 @@ class Engine:
     dirty_rules: set[tuple[str, str]] = field(default_factory=set)
     dirty_groups: set[str] = field(default_factory=set)
     stats: Stats = field(default_factory=Stats)
+    # Cleared while a peer outranks this operator (identity_operator.gate): the writers wait.
+    active: asyncio.Event = field(default_factory=always_active)
     _rules_cache: list[Rule] | None = None
     _role_rules_cache: list[RoleRule] | None = None
     _users_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -540,6 +543,7 @@ class Engine:
     async def _user_worker(self) -> None:
         """One of `write_concurrency` workers: fast queue first, then bulk."""
         while True:
+            await self.active.wait()
             queue = self._fast or self._bulk_writes
             self._check_indexed()
             if not queue:
@@ -689,6 +693,7 @@ class Engine:
         while True:
             await self._flush_wakeup.wait()
             await asyncio.sleep(self.settings.flush_interval_seconds)
+            await self.active.wait()
             self._flush_wakeup.clear()
             try:
                 await self.flush()

@@ -14,12 +14,14 @@ import kopf
 
 from identity_operator.access.controller import AccessController
 from identity_operator.engine import Engine
+from identity_operator.gate import PeeringGate
 from identity_operator.mapping import TargetKind
 from identity_operator.metrics import OperatorMetrics
 from identity_operator.okta.scheduler import Scheduler
 from identity_operator.records import GroupRecord
 from identity_operator.settings import OperatorSettings
 from identity_operator.store import Store
+from identity_operator.user_feed import UserFeed
 from identity_operator.writer import KubeWriter
 from kubescim.constants import CLUSTER_ROLE_BINDINGS, GROUP, LABEL_ACCESS_BINDING_NAMESPACE, ROLE_BINDINGS, VERSION
 from kubescim.informer import Informer
@@ -81,6 +83,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         okta_timeout=config.okta_timeout_seconds,
         metrics=memo.metrics,
     )
+    # Kopf pauses its own watches for a higher-priority peer; the user feed and the engine's writers
+    # are the operator's own and wait on the same rule. The first activation seeds the store.
+    memo.gate = PeeringGate(
+        kube,
+        config.namespace,
+        peering=config.peering,
+        identity=memo.identity,
+        priority=config.priority,
+        standalone=config.standalone,
+    )
+    memo.engine.active = memo.gate.active
+    memo.access.active = memo.gate.active
+    memo.feed = UserFeed(kube, config.namespace, store, memo.engine)
+    memo.gate.on_change.append(lambda active: _activate(memo) if active else None)
+    memo.gate.start()
 
 
 @kopf.on.cleanup()
@@ -88,6 +105,13 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     engine: Engine = memo.engine
     scheduler: Scheduler = memo.scheduler
     await scheduler.stop()
+    gate: PeeringGate = memo.gate
+    await gate.stop()
+    feed: UserFeed = memo.feed
+    await feed.stop()
+    seeding = getattr(memo, "seeding", None)
+    if seeding is not None:
+        seeding.cancel()
     access: AccessController = memo.access
     await access.stop()
     for informer in memo.informers:
@@ -128,7 +152,7 @@ def _begin(memo: kopf.Memo) -> None:
     access: AccessController = memo.access
     access.start()
     ours = f"{LABEL_ACCESS_BINDING_NAMESPACE}={config.namespace}"
-    memo.informers = [
+    access_informers = [
         Informer(engine.kube, NAMESPACES, None, on_replace=access.namespaces_listed, on_event=access.namespace_event),
         *(
             Informer(
@@ -142,8 +166,9 @@ def _begin(memo: kopf.Memo) -> None:
             for kind, resource in (("RoleBinding", ROLE_BINDINGS), ("ClusterRoleBinding", CLUSTER_ROLE_BINDINGS))
         ),
     ]
-    for informer in memo.informers:
+    for informer in access_informers:
         informer.start()
+    memo.informers.extend(access_informers)
 
     async def settled() -> None:
         await engine.indexed.wait()  # every user evaluated: memberships and roles are complete
@@ -152,12 +177,41 @@ def _begin(memo: kopf.Memo) -> None:
     memo.settling = asyncio.create_task(settled())
 
 
+def _activate(memo: kopf.Memo) -> None:
+    """When this operator first becomes active: start the user feed and seed the store (once; again
+    after a failed seed)."""
+    if getattr(memo, "seeding", None) is not None:
+        return
+    engine: Engine = memo.engine
+    store: Store = memo.store
+    feed: UserFeed = memo.feed
+    if feed.informer not in memo.informers:
+        feed.start()
+        memo.informers.append(feed.informer)
+    memo.seeding = asyncio.create_task(
+        store.seed(engine.kube, engine.settings.namespace, lambda: _begin(memo), feed.informer.synced)
+    )
+    memo.seeding.add_done_callback(_report_seed_failure(memo))
+
+
+def _report_seed_failure(memo: kopf.Memo) -> Any:
+    def report(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("seeding the store failed; retrying", exc_info=task.exception())
+            memo.seeding = None
+            asyncio.get_running_loop().call_later(1.0, _activate, memo)
+
+    return report
+
+
 async def _ready(memo: kopf.Memo) -> tuple[Engine, Store]:
-    """The engine, once the store holds a complete view (seeded by the first event to arrive)."""
+    """The engine, once the store holds a complete view. A Kopf event means Kopf found this operator
+    active: that starts the seed too, should it arrive before the peering gate says so."""
     engine: Engine = memo.engine
     store: Store = memo.store
     if not store.seeded.is_set():
-        await store.seed(engine.kube, engine.settings.namespace, lambda: _begin(memo))
+        _activate(memo)
+        await store.seeded.wait()
     return engine, store
 
 
@@ -167,51 +221,6 @@ def _object(event: kopf.RawEvent) -> dict[str, Any]:
 
 def _deleted(event: kopf.RawEvent) -> bool:
     return event.get("type") == "DELETED"
-
-
-def _seed_in_background(memo: kopf.Memo) -> None:
-    if getattr(memo, "seeding", None) is None:
-        engine: Engine = memo.engine
-        store: Store = memo.store
-        memo.seeding = asyncio.create_task(store.seed(engine.kube, engine.settings.namespace, lambda: _begin(memo)))
-        memo.seeding.add_done_callback(_report_seed_failure(memo))
-
-
-def _report_seed_failure(memo: kopf.Memo) -> Any:
-    def report(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("seeding the store failed; retrying on the next event", exc_info=task.exception())
-            memo.seeding = None  # the next event starts another attempt
-
-    return report
-
-
-@kopf.on.event(GROUP, VERSION, "scimusers")
-async def on_user(event: kopf.RawEvent, name: str, memo: kopf.Memo, **_: Any) -> None:
-    engine: Engine = memo.engine
-    store: Store = memo.store
-    if not store.seeded.is_set():
-        # Kopf's initial listing delivers every user at once. Waiting here for the seed would keep
-        # 10,000 raw bodies (and Kopf workers) alive: 20 KiB per user at peak. The store takes the
-        # event now (compact, resourceVersion-guarded against the seed's own copy), and when the
-        # seed completes the engine recomputes everyone anyway.
-        store.put_user(_object(event), _deleted(event))
-        _seed_in_background(memo)
-        return
-    previous = store.users.get(name)
-    before = previous
-    record = store.put_user(_object(event), _deleted(event))
-    if record is None and not _deleted(event):
-        return  # an event the store already had
-    if record is not None:
-        engine.observed(name, record.resource_version)
-    groups_changed = (before.group_ids if before else frozenset()) ^ (record.group_ids if record else frozenset())
-    if groups_changed:
-        engine.groups_resized(groups_changed)
-    # Only the spec and group membership feed the rules: our own label and status writes come back
-    # as events too, and must not trigger a recomputation.
-    if record is None or before is None or record.generation != before.generation or groups_changed:
-        engine.user_changed(name)
 
 
 @kopf.on.event(GROUP, VERSION, "scimgroups")

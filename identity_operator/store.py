@@ -38,7 +38,6 @@ from kubescim.constants import (
     IDENTITY_PROVIDERS,
     ROLE_MAPPINGS,
     SCIM_GROUPS,
-    SCIM_USERS,
     TEAM_MAPPINGS,
     TEAMS,
 )
@@ -177,8 +176,11 @@ class Store:
 
     # --- seeding ----------------------------------------------------------------------------------
 
-    async def seed(self, kube: Kube, namespace: str, on_seeded: Callable[[], None]) -> None:
-        """One LIST per kind, once; every caller waits until the view is complete."""
+    async def seed(
+        self, kube: Kube, namespace: str, on_seeded: Callable[[], None], users_listed: asyncio.Event
+    ) -> None:
+        """One LIST per kind, once; every caller waits until the view is complete. Users come from the
+        user feed's informer (identity_operator.user_feed): its first list completes the view."""
         async with self._seeding:
             if self.seeded.is_set():
                 return
@@ -191,7 +193,6 @@ class Store:
                 (TEAMS, lambda b: self.put_target("Team", b)),
                 (BUSINESS_UNITS, lambda b: self.put_target("BusinessUnit", b)),
                 (SCIM_GROUPS, self.put_group),
-                (SCIM_USERS, self.put_user),
             ]
             for resource, put in kinds:
                 try:
@@ -203,5 +204,6 @@ class Store:
                         raise
                     # The operator was upgraded before the CRDs: run without this kind until they are.
                     log.warning("kind not installed; upgrade the CRDs", extra={"resource": resource.plural})
+            await users_listed.wait()
             self.seeded.set()
             on_seeded()

@@ -39,6 +39,7 @@ from identity_operator.access.plan import (
     subject_names,
     subjects_of,
 )
+from identity_operator.gate import always_active
 from identity_operator.records import AccessBindingRecord
 from identity_operator.writer import Writer
 from kubescim.api.models import AccessBindingStatus
@@ -90,6 +91,8 @@ class AccessController:
     writes: int = 0
     verdicts: dict[str, str] = field(default_factory=dict)  # binding -> its Ready reason (for metrics)
     ready_sources: set[str] = field(default_factory=set)  # "engine", "namespaces", "rolebindings", ...
+    # Cleared while a peer outranks this operator (identity_operator.gate): the worker waits.
+    active: asyncio.Event = field(default_factory=always_active)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _writes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
@@ -243,6 +246,7 @@ class AccessController:
         while True:
             await self._wakeup.wait()
             await asyncio.sleep(BATCH_SECONDS)
+            await self.active.wait()  # a peer outranks this operator: it writes instead
             self._wakeup.clear()
             if not self.ready:
                 continue  # source_ready marks everything once the view is complete

@@ -281,21 +281,29 @@ async def test_standby_takes_over_when_the_active_operator_is_killed(stack: Stac
 
         await asyncio.gather(*(create(i) for i in range(300)))
     active = stack.start_operator(priority=100)
-    stack.start_operator(priority=50)  # the standby: pauses while a higher-priority peer is alive
-    await asyncio.sleep(1.5)  # mid-way through the initial recomputation
+    standby = stack.start_operator(priority=50)  # pauses while a higher-priority peer is alive
+
+    async def started() -> None:
+        assert await users_with_label(stack, f"{TEAM_LABEL_PREFIX}t-t0")
+
+    await eventually(started, timeout=30, interval=0.05)  # the initial recomputation is under way
     active.kill()
+    async with stack.scim() as client:  # only the standby can give these their teams
+        await asyncio.gather(*(stack.create_user(client, f"late{i}@example.com", title=f"T{i % 9}") for i in range(27)))
 
     async def converged() -> None:
         items, _ = await stack.kube.list(TEAMS, stack.namespace)
         assert sorted(t["metadata"]["name"] for t in items) == [f"t-t{i}" for i in range(9)]
-        assert sum((t.get("status") or {}).get("memberCount") or 0 for t in items) == 300
+        assert sum((t.get("status") or {}).get("memberCount") or 0 for t in items) == 327
         for i in range(9):
-            assert len(await users_with_label(stack, f"{TEAM_LABEL_PREFIX}t-t{i}")) in (33, 34)
+            assert len(await users_with_label(stack, f"{TEAM_LABEL_PREFIX}t-t{i}")) in (36, 37)
 
     await eventually(converged, timeout=90)  # the standby resumes once the dead peer's record expires
+    assert "operator active" in standby.log()  # its own gate (users, writers) follows Kopf's rule
     stack.start_operator(priority=100)  # the active comes back; the standby pauses again
     await asyncio.sleep(3)
     await converged()
+    assert "operator paused in favour of a peer" in standby.log()
 
 
 async def test_a_rule_reading_an_attribute_no_user_carries_says_so(stack: Stack) -> None:
