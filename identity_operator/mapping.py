@@ -156,12 +156,16 @@ def evaluate_user(user: UserFacts, rules: Iterable[Rule]) -> tuple[list[Grant], 
     return grants, issues
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Desired:
-    """A user's complete derived memberships: name -> provenance, for teams and business units."""
+    """A user's complete derived memberships: name -> provenance, for teams and business units.
+    Kept for every user, and never mutated: users in nothing share NO_MEMBERSHIPS."""
 
     teams: dict[str, tuple[Provenance, ...]]
     business_units: dict[str, tuple[Provenance, ...]]
+
+
+NO_MEMBERSHIPS = Desired(teams={}, business_units={})
 
 
 def compose(
@@ -186,6 +190,8 @@ def compose(
         rollup = team_units.get(team)
         if rollup:
             units.setdefault(rollup, []).append(provenance_of(ProvenanceKind.TEAM, team=team))
+    if not teams and not units:
+        return NO_MEMBERSHIPS
     return Desired(
         teams={name: tuple(_unique(p)) for name, p in sorted(teams.items())},
         business_units={name: tuple(_unique(p)) for name, p in sorted(units.items())},

@@ -60,9 +60,14 @@ def _compact(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+NO_NAMES: frozenset[str] = frozenset()
+
+
 def _names(labels: dict[str, str], prefix: str) -> frozenset[str]:
-    # Group, team and unit names repeat across thousands of users: one string object each.
-    return frozenset(sys.intern(k[len(prefix) :]) for k in labels if k.startswith(prefix))
+    # Group, team and unit names repeat across thousands of users: one string object each. Most users
+    # carry no team or unit label yet: they share one empty set (216 B each otherwise).
+    names = frozenset(sys.intern(k[len(prefix) :]) for k in labels if k.startswith(prefix))
+    return names or NO_NAMES
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,15 +49,57 @@ log = logging.getLogger("kubescim.operator")
 OPTIONAL_KINDS = (ROLE_MAPPINGS, ACCESS_BINDINGS)
 
 
+class NameIndex(Mapping[str, Iterable[str]]):
+    """key -> the names under it, for keys that nearly always hold one name (a userName): that name is
+    kept as the value itself rather than in a set of its own (about 220 B a user), and a key whose last
+    name leaves is removed, so renames do not leave empty entries behind."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, str | set[str]] = {}
+
+    def add(self, key: str, name: str) -> None:
+        current = self._names.get(key)
+        if current is None:
+            self._names[key] = name
+        elif isinstance(current, str):
+            if current != name:
+                self._names[key] = {current, name}
+        else:
+            current.add(name)
+
+    def discard(self, key: str, name: str) -> None:
+        current = self._names.get(key)
+        if current is None:
+            return
+        if isinstance(current, str):
+            if current == name:
+                del self._names[key]
+            return
+        current.discard(name)
+        if len(current) == 1:
+            self._names[key] = next(iter(current))
+
+    def __getitem__(self, key: str) -> Iterable[str]:
+        current = self._names[key]
+        return (current,) if isinstance(current, str) else tuple(current)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 @dataclass
 class Store:
     users: dict[str, UserRecord] = field(default_factory=dict)
     users_by_group: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    users_by_user_name: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    users_by_user_name: NameIndex = field(default_factory=NameIndex)
     groups: dict[str, GroupRecord] = field(default_factory=dict)
     rules: dict[tuple[str, str], RuleRecord] = field(default_factory=dict)
     targets: dict[TargetKey, TargetRecord] = field(default_factory=dict)
-    versions: dict[tuple[str, str], int] = field(default_factory=dict)
+    # kind -> name -> the newest resourceVersion seen (deleted ones too): per kind, no key tuple per user.
+    versions: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     census: AttributeCensus = field(default_factory=AttributeCensus)
     role_rules: dict[str, RoleRuleRecord] = field(default_factory=dict)
     providers: dict[str, ProviderRecord] = field(default_factory=dict)
@@ -83,9 +125,10 @@ class Store:
         """True if this event is not older than what the store holds (and record its version)."""
         name = str((body.get("metadata") or {}).get("name"))
         version = resource_version_int(body)
-        if version and version <= self.versions.get((kind, name), 0) and not (deleted and version == 0):
+        versions = self.versions[kind]
+        if version and version <= versions.get(name, 0) and not (deleted and version == 0):
             return False  # older than, or the same as, what the store holds
-        self.versions[(kind, name)] = version if not deleted else max(version, self.versions.get((kind, name), 0))
+        versions[name] = version if not deleted else max(version, versions.get(name, 0))
         return True
 
     # --- updates (return the record now stored, or None if deleted / stale) ----------------------
@@ -98,7 +141,7 @@ class Store:
         if old is not None:
             for group_id in old.group_ids:
                 self.users_by_group[group_id].discard(name)
-            self.users_by_user_name[old.folded_user_name].discard(name)
+            self.users_by_user_name.discard(old.folded_user_name, name)
             self.census.add(old.provider, old.attribute_keys, -1)
         if deleted:
             return None
@@ -107,7 +150,7 @@ class Store:
         self.users[name] = record
         for group_id in record.group_ids:
             self.users_by_group[group_id].add(name)
-        self.users_by_user_name[record.folded_user_name].add(name)
+        self.users_by_user_name.add(record.folded_user_name, name)
         return record
 
     def put_group(self, body: dict[str, Any], deleted: bool = False) -> GroupRecord | None:
