@@ -54,6 +54,8 @@ class Sizes:
     access_samples: int = 50
     # Storage: users written to measure etcd's bytes per user.
     storage_users: int = 5000
+    # Memory: TeamMappings present at every size (the baseline too), as in an org that uses them.
+    memory_rules: int = 200
 
 
 SMOKE = Sizes(
@@ -74,6 +76,7 @@ SMOKE = Sizes(
     access_namespaces=5,
     access_samples=5,
     storage_users=200,
+    memory_rules=10,
 )
 DEFAULT = Sizes("default", 1000, 3, (1000, 10000), 10000, 1000, 200, 50, 10000, 5000, (10000,), 60)
 FULL = Sizes("full", 1000, 3, (10000, 100000), 10000, 1000, 200, 50, 100000, 5000, (10000, 100000), 60)

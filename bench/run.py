@@ -661,8 +661,9 @@ async def bench_memory(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[st
     for size in (0, *sizes.memory_users):
         namespace = await new_namespace(kube, f"mem{size}")
         await create_provider(kube, namespace, "okta")
-        if size:
-            await load_users(kube, namespace, size, groups=max(1, size // 50))
+        # Users in groups of 50, the groups themselves, and the rules (at size 0 too: the per-user
+        # figure is what users add): most users get a team from the title rules, some from group rules.
+        await propagation_org(kube, namespace, size, size // 50, sizes.memory_rules)
         started = time.perf_counter()
         gateway = await asyncio.to_thread(
             start_gateway, plane.kubeconfig, namespace, extra_env={"KUBESCIM_LOG_LEVEL": "WARNING"}
@@ -947,7 +948,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "## 6. Memory and startup",
             "",
-            "| users | gateway peak RSS MiB | bytes/user (target < 2048) | operator peak RSS MiB | bytes/user (target < 2048) | gateway ready s | operator settled s |",
+            f"Each size has {results.get('memory_rules', 0)} TeamMappings; users are in groups of 50. "
+            "Settled: every user carries the operator's status, and nothing moved for a while.",
+            "",
+            "| users | gateway peak RSS MiB | bytes/user (target < 2048) | operator peak RSS MiB | bytes/user (target < 3072) | gateway ready s | operator settled s |",
             "|---|---|---|---|---|---|---|",
         ]
         for size, f in memory.items():
@@ -955,7 +959,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {size} | {round(f['gateway_peak_rss_kib'] / 1024, 1)} | {gw if gw is not None else '-'}"
                 f"{'' if gw is None else ' (' + verdict(gw < 2048) + ')'} | {round(f['operator_peak_rss_kib'] / 1024, 1)} | "
-                f"{opb if opb is not None else '-'}{'' if opb is None else ' (' + verdict(opb < 2048) + ')'} | "
+                f"{opb if opb is not None else '-'}{'' if opb is None else ' (' + verdict(opb < 3072) + ')'} | "
                 f"{f['gateway_ready_s']} | {f['operator_settled_s']} |"
             )
         lines.append("")
@@ -1038,6 +1042,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "sizes": sizes.name,
         "repeats": sizes.repeats,
         "write_repeats": sizes.write_repeats,
+        "memory_rules": sizes.memory_rules,
         "commit": _commit(),
         "machine_start": machine(),
     }

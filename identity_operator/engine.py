@@ -675,11 +675,16 @@ class Engine:
                 latest_rv = await self.writer.patch_status(SCIM_USERS, name, status)
             self.stats.status_writes += 1
             current_status = status
-        if latest_rv > user.resource_version:
+        # What we wrote is kept until the watch brings it back. The event can beat the response: if
+        # the store has it already, keeping it would hold the user's status twice until its next change.
+        stored = self.view.users.get(name)
+        if stored is not None and latest_rv > stored.resource_version:
             compact = json.dumps(current_status, separators=(",", ":")).encode()
             self.written[name] = Written(latest_rv, wanted_teams, wanted_units, wanted_role, compact)
-        elif written is not None and written.resource_version <= user.resource_version:
-            del self.written[name]  # our last write is in the record already
+        elif stored is None or (
+            name in self.written and self.written[name].resource_version <= stored.resource_version
+        ):
+            self.written.pop(name, None)
 
     def observed(self, name: str, resource_version: int) -> None:
         """A user's event came back: once it is at least as new as our last write, forget that write."""

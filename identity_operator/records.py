@@ -196,7 +196,9 @@ class TargetRecord:
     display_name: str | None
     business_unit: str | None
     manual_members: tuple[ManualMemberRef, ...]
-    status: Body
+    # The status as JSON text: it lists up to 500 members, which parsed cost more than the users
+    # themselves; only a flush of this target reads it.
+    status_json: bytes
     generation: int
     origin: Literal["Mapping", "Manual"] = "Manual"
     labels: Mapping[str, str] = field(default_factory=dict)  # for AccessBindings' teamSelector
@@ -204,6 +206,11 @@ class TargetRecord:
     @property
     def key(self) -> TargetKey:
         return (self.kind, self.name)
+
+    @property
+    def status(self) -> Body:
+        status: Body = json.loads(self.status_json)
+        return status
 
     @classmethod
     def from_body(cls, body: Any, kind: TargetKind) -> TargetRecord:
@@ -226,7 +233,7 @@ class TargetRecord:
             display_name=spec.display_name,
             business_unit=spec.business_unit if isinstance(spec, TeamSpec) else None,
             manual_members=tuple(ManualMemberRef(m.user_name, m.provider) for m in spec.members),
-            status=body.get("status") or {},
+            status_json=_compact(body.get("status") or {}),
             generation=int(meta.get("generation") or 0),
             origin="Mapping" if created else "Manual",
             labels=dict(labels),
