@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -60,6 +61,37 @@ def _compact(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+# What users' specs and statuses repeat (keys, URNs, the operator's own phrases), as a preset
+# dictionary for deflate: a typical user's spec then keeps 59 B of its 226 B of JSON, its status 137 B
+# of 535 B. Only a hint for compression: any value round-trips, and it is never stored outside memory.
+_PRESET = (
+    b'"name":{"givenName":"","familyName":"","formatted":""},"displayName":"","nickName":"",'
+    b'"emails":[{"value":"","type":"work","primary":true}],"phoneNumbers":[{"value":"","type":"mobile"}],'
+    b'"locale":"en-US","timezone":"","preferredLanguage":"","externalId":"",'
+    b'{"provider":"okta","userName":"","active":true,"title":"","userType":"Employee",'
+    b'"extensions":{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"employeeNumber":"",'
+    b'"division":"","organization":"","manager":{"value":""},"department":"","costCenter":""}}}'
+    b'{"kind":"Group","rule":"","group":"","displayName":""},{"kind":"Manual"},{"kind":"Team","team":""}'
+    b'"businessUnits":[{"name":"","sources":[{"kind":"Attribute","rule":"","attribute":"","value":""}]}],'
+    b'{"id":"","groups":[{"id":"","displayName":""}],"teams":[{"name":"","sources":[{"kind":"Attribute",'
+    b'"rule":"","attribute":"","value":""}]}],"teamCount":,"role":"","kubernetesUsername":"","observedGeneration":1,'
+    b'"conditions":[{"type":"Ready","status":"True","reason":"Reconciled","message":"in 1 team(s) and 0 business'
+    b' unit(s)","lastTransitionTime":"2026-12-01T00:00:00Z","observedGeneration":1}]}'
+)
+_WBITS = -12  # raw deflate, a 4 KiB window (the preset fits); with memLevel 1 packing takes ~6 us
+
+
+def _pack(value: Any) -> bytes:
+    """JSON text, deflated: what is kept for every user is kept small."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, _WBITS, 1, zdict=_PRESET)
+    return packer.compress(_compact(value)) + packer.flush()
+
+
+def _unpack(data: bytes) -> Any:
+    unpacker = zlib.decompressobj(_WBITS, zdict=_PRESET)
+    return json.loads(unpacker.decompress(data) + unpacker.flush())
+
+
 NO_NAMES: frozenset[str] = frozenset()
 
 
@@ -72,19 +104,19 @@ def _names(labels: dict[str, str], prefix: str) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
-    """Kept for every user, so compact: the spec and status as JSON text (a third of the parsed
-    size), parsed when this user is recomputed."""
+    """Kept for every user, so compact: the spec and status as deflated JSON text (a tenth of the
+    parsed size), unpacked when this user is recomputed."""
 
     name: str
     scim_id: str | None
     provider: str
     user_name: str
     active: bool
-    spec_json: bytes
+    spec_packed: bytes
     group_ids: frozenset[str]
     team_labels: frozenset[str]
     unit_labels: frozenset[str]
-    status_json: bytes
+    status_packed: bytes
     generation: int
     resource_version: int
     attribute_keys: AttributeKeys = ()  # which attributes it carries (for the census), shared shapes
@@ -93,12 +125,12 @@ class UserRecord:
     @property
     def resource(self) -> Body:
         """The user as SCIM attributes: what rules match."""
-        spec = json.loads(self.spec_json)
+        spec = _unpack(self.spec_packed)
         return user_to_scim(spec, scim_id="", created="", last_modified="", version="", location="", groups=[])
 
     @property
     def status(self) -> Body:
-        status: Body = json.loads(self.status_json)
+        status: Body = _unpack(self.status_packed)
         return status
 
     @classmethod
@@ -113,11 +145,11 @@ class UserRecord:
             provider=sys.intern(str(spec.get("provider", ""))),
             user_name=str(spec.get("userName", "")),
             active=spec.get("active") is not False,
-            spec_json=_compact(spec),
+            spec_packed=_pack(spec),
             group_ids=_names(labels, GROUP_LABEL_PREFIX),
             team_labels=_names(labels, TEAM_LABEL_PREFIX),
             unit_labels=_names(labels, BUSINESS_UNIT_LABEL_PREFIX),
-            status_json=_compact(body.get("status") or {}),
+            status_packed=_pack(body.get("status") or {}),
             generation=int(meta.get("generation") or 0),
             resource_version=int(meta.get("resourceVersion") or 0),
             attribute_keys=attribute_keys(spec),
@@ -196,9 +228,9 @@ class TargetRecord:
     display_name: str | None
     business_unit: str | None
     manual_members: tuple[ManualMemberRef, ...]
-    # The status as JSON text: it lists up to 500 members, which parsed cost more than the users
-    # themselves; only a flush of this target reads it.
-    status_json: bytes
+    # The status packed: it lists up to 500 members, which parsed cost more than the users themselves;
+    # only a flush of this target reads it.
+    status_packed: bytes
     generation: int
     origin: Literal["Mapping", "Manual"] = "Manual"
     labels: Mapping[str, str] = field(default_factory=dict)  # for AccessBindings' teamSelector
@@ -209,7 +241,7 @@ class TargetRecord:
 
     @property
     def status(self) -> Body:
-        status: Body = json.loads(self.status_json)
+        status: Body = _unpack(self.status_packed)
         return status
 
     @classmethod
@@ -233,7 +265,7 @@ class TargetRecord:
             display_name=spec.display_name,
             business_unit=spec.business_unit if isinstance(spec, TeamSpec) else None,
             manual_members=tuple(ManualMemberRef(m.user_name, m.provider) for m in spec.members),
-            status_json=_compact(body.get("status") or {}),
+            status_packed=_pack(body.get("status") or {}),
             generation=int(meta.get("generation") or 0),
             origin="Mapping" if created else "Manual",
             labels=dict(labels),

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from identity_operator.engine import Engine
+from identity_operator.records import UserRecord, _pack, _unpack
 from identity_operator.settings import OperatorSettings
 from identity_operator.store import NameIndex, Store
 from identity_operator.user_feed import UserFeed
@@ -79,3 +84,22 @@ def test_the_user_name_index_keeps_one_name_bare_and_drops_emptied_keys() -> Non
     index.discard("nobody", "x")
     assert "ada@example.com" not in index
     assert len(index) == 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=30,
+)
+
+
+@given(json_values)
+def test_what_the_store_packs_unpacks_to_the_same_value(value: object) -> None:
+    assert _unpack(_pack(value)) == value
+
+
+def test_a_typical_user_is_kept_in_a_fraction_of_its_json() -> None:
+    body = user("ada", "Engineering", status={"id": "x", "teams": [], "conditions": []})
+    record = UserRecord.from_body(body)
+    assert len(record.spec_packed) < 0.6 * len(json.dumps(body["spec"], separators=(",", ":")))
+    assert record.status == {"id": "x", "teams": [], "conditions": []}
