@@ -648,7 +648,8 @@ class Engine:
         written = self.written.get(name)
         stored_status = user.status
         current_status = stored_status
-        current_teams, current_units, current_role = user.team_labels, user.unit_labels, user.role_label
+        current_teams, current_units = frozenset(user.team_labels), frozenset(user.unit_labels)
+        current_role = user.role_label
         if written is not None and written.resource_version > user.resource_version:
             # Our last write has not come back through the watch yet: compare with what we wrote.
             current_teams, current_units, current_role = written.teams, written.units, written.role

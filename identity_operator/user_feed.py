@@ -60,7 +60,7 @@ class UserFeed:
             return  # an event the store already had
         if record is not None:
             engine.observed(name, record.resource_version)
-        groups_changed = (before.group_ids if before else frozenset()) ^ (record.group_ids if record else frozenset())
+        groups_changed = frozenset(before.group_ids if before else ()) ^ frozenset(record.group_ids if record else ())
         if groups_changed:
             engine.groups_resized(groups_changed)
         # Only the spec and group membership feed the rules: our own label and status writes come back
