@@ -39,6 +39,12 @@ class _EngineCollector(Collector):
         writes = CounterMetricFamily(
             "kubescim_operator_writes", "API writes by the recomputation engine, by kind", labels=["kind"]
         )
+        indexed = GaugeMetricFamily(
+            "kubescim_operator_users_indexed",
+            "1 once this operator holds every user and has evaluated each since it started (its view is "
+            "complete; writes may still be queued), else 0",
+        )
+        indexed.add_metric([], 1 if engine is not None and engine.indexed.is_set() else 0)
         if engine is not None:
             fast, bulk = engine.queue_depths()
             queue.add_metric(["fast"], fast)
@@ -48,6 +54,7 @@ class _EngineCollector(Collector):
             writes.add_metric(["target"], engine.stats.target_writes)
         yield queue
         yield writes
+        yield indexed
 
 
 class _AccessCollector(Collector):

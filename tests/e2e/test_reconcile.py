@@ -607,6 +607,7 @@ async def test_the_operator_serves_prometheus_metrics_of_runs_and_recomputation(
     assert samples['kubescim_operator_reconcile_last_result{provider="okta",result="Succeeded"}'] == 1
     assert samples['kubescim_operator_reconcile_last_success_timestamp_seconds{provider="okta"}'] > 1.7e9
     assert samples['kubescim_operator_recompute_queue_depth{queue="fast"}'] >= 0
+    assert samples["kubescim_operator_users_indexed"] == 1
     assert samples['kubescim_operator_writes_total{kind="user_status"}'] >= 1  # the operator wrote user statuses
     assert 'kubescim_operator_reconcile_duration_seconds_count{kind="Full",provider="okta"}' in samples
     assert "kubescim_operator_recompute_latency_seconds_count" in samples
