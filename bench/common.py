@@ -79,7 +79,8 @@ SMOKE = Sizes(
     memory_rules=10,
 )
 DEFAULT = Sizes("default", 1000, 3, (1000, 10000), 10000, 1000, 200, 50, 10000, 5000, (10000,), 60)
-FULL = Sizes("full", 1000, 3, (10000, 100000), 10000, 1000, 200, 50, 100000, 5000, (10000, 100000), 60)
+# The full run's propagation org is issue 18's: 100,000 users, 10,000 groups, 1,000 rules.
+FULL = Sizes("full", 1000, 3, (10000, 100000), 100000, 10000, 1000, 50, 100000, 5000, (10000, 100000), 60)
 
 
 def percentile(values: list[float], q: float) -> float:

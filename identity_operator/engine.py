@@ -29,10 +29,12 @@ from identity_operator.gate import always_active
 from identity_operator.mapping import (
     Desired,
     Grant,
+    OrderedRules,
     Rule,
     TargetKind,
     compose,
     evaluate_user,
+    order_rules,
 )
 from identity_operator.memberships import Memberships
 from identity_operator.records import (
@@ -183,6 +185,7 @@ class Engine:
     # Cleared while a peer outranks this operator (identity_operator.gate): the writers wait.
     active: asyncio.Event = field(default_factory=always_active)
     _rules_cache: list[Rule] | None = None
+    _ordered_rules: tuple[list[Rule], OrderedRules] | None = None  # for which rules list
     _role_rules_cache: list[RoleRule] | None = None
     _users_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _fast: deque[str] = field(default_factory=deque)
@@ -410,6 +413,12 @@ class Engine:
             self._rules_cache = [r.rule for r in self.view.rules.values()]
         return self._rules_cache
 
+    def ordered_rules(self) -> OrderedRules:
+        rules = self.all_rules()
+        if self._ordered_rules is None or self._ordered_rules[0] is not rules:
+            self._ordered_rules = (rules, order_rules(rules))
+        return self._ordered_rules[1]
+
     def _group_names(self, user: UserRecord) -> tuple[str, ...]:
         names = []
         for group_id in user.group_ids:
@@ -516,7 +525,7 @@ class Engine:
 
     def compute(self, user: UserRecord, facts: UserFacts) -> tuple[Desired, list[Grant]]:
         self.stats.evaluations += 1
-        grants, issues = evaluate_user(facts, self.all_rules())
+        grants, issues = evaluate_user(facts, (), self.ordered_rules())
         for issue in issues:
             kind = next((r.kind for r in self.all_rules() if r.name == issue.rule), "Team")
             if issue.message not in self.issues[(kind, issue.rule)] and len(self.issues[(kind, issue.rule)]) < 20:

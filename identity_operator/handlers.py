@@ -98,6 +98,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.feed = UserFeed(kube, config.namespace, store, memo.engine)
     memo.gate.on_change.append(lambda active: _activate(memo) if active else None)
     memo.gate.start()
+    if not config.standalone:
+        memo.informers.append(memo.gate.informer)
 
 
 @kopf.on.cleanup()

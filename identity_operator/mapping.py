@@ -137,14 +137,26 @@ def _apply_rule(rule: Rule, user: UserFacts, issues: list[RuleIssue]) -> list[Gr
     return list(grants.values())
 
 
-def evaluate_user(user: UserFacts, rules: Iterable[Rule]) -> tuple[list[Grant], list[RuleIssue]]:
-    """Every grant the rules make for this user, in a deterministic order, and any rule problems met."""
+OrderedRules = tuple[tuple["Rule", ...], tuple["Rule", ...]]  # (BusinessUnit rules, Team rules), in order
+
+
+def order_rules(rules: Iterable[Rule]) -> OrderedRules:
+    """The valid rules of each kind in evaluation order: computed once per rule change, not per user
+    (sorting 1,000 rules for each of 100,000 users was most of a restart's evaluation)."""
+    ordered = sorted((r for r in rules if r.problem is None), key=lambda r: (r.kind, *r.sort_key))
+    return tuple(r for r in ordered if r.kind == "BusinessUnit"), tuple(r for r in ordered if r.kind == "Team")
+
+
+def evaluate_user(
+    user: UserFacts, rules: Iterable[Rule], ordered: OrderedRules | None = None
+) -> tuple[list[Grant], list[RuleIssue]]:
+    """Every grant the rules make for this user, in a deterministic order, and any rule problems met.
+    `ordered` is order_rules(rules), when the caller keeps it."""
     grants: list[Grant] = []
     issues: list[RuleIssue] = []
-    ordered = sorted((r for r in rules if r.problem is None), key=lambda r: (r.kind, *r.sort_key))
-    for kind in ("BusinessUnit", "Team"):
+    for of_kind in ordered if ordered is not None else order_rules(rules):
         stop_below: int | None = None
-        for rule in (r for r in ordered if r.kind == kind):
+        for rule in of_kind:
             if stop_below is not None and rule.spec.priority < stop_below:
                 break
             if not applies_to(rule.spec, user):
