@@ -154,11 +154,21 @@ def evaluate_user(
     `ordered` is order_rules(rules), when the caller keeps it."""
     grants: list[Grant] = []
     issues: list[RuleIssue] = []
+    groups = frozenset(user.groups)
+    folded_groups = frozenset(g.casefold() for g in groups)
     for of_kind in ordered if ordered is not None else order_rules(rules):
         stop_below: int | None = None
         for rule in of_kind:
             if stop_below is not None and rule.spec.priority < stop_below:
                 break
+            matcher = rule.matcher
+            if (
+                matcher is not None
+                and matcher.exact is not None
+                and rule.spec.source == MappingSource.GROUP
+                and matcher.exact not in (groups if matcher.case_sensitive else folded_groups)
+            ):
+                continue  # a group rule naming a group this user is not in: it cannot match
             if not applies_to(rule.spec, user):
                 continue
             matched = _apply_rule(rule, user, issues)

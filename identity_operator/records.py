@@ -131,7 +131,8 @@ class UserRecord:
 
     @classmethod
     def from_body(cls, body: Any) -> UserRecord:
-        body = _plain(body)
+        # Users come from kubescim's informer as plain dicts already: no copy (a tenth of a restart).
+        body = body if type(body) is dict else _plain(body)
         meta = body.get("metadata") or {}
         labels: dict[str, str] = meta.get("labels") or {}
         spec = body.get("spec") or {}

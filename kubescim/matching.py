@@ -71,6 +71,10 @@ class Matcher:
             self.values = frozenset(self._fold(v) for v in match.values or [])
         self.value = self._fold(value)
         self.prefix = self._fold(value)
+        # The one (folded) value a plain Equals accepts: callers holding many such rules skip those
+        # whose value a user does not have, without matching each (1,000 group rules per user).
+        plain = self.operator == MatchOperator.EQUALS and value != "*" and self.regex is None and not self.negate
+        self.exact: str | None = self.value if plain else None
 
     def _fold(self, text: str) -> str:
         return text if self.case_sensitive else text.casefold()

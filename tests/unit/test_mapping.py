@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from identity_operator.mapping import Rule, compose, evaluate_user, normalise_name
 from kubescim.api.models import MappingSpec, ProvenanceKind
 from kubescim.constants import ENTERPRISE_USER_URN
-from kubescim.matching import UserFacts
+from kubescim.matching import UserFacts, matches
 
 
 def rule(name: str, kind: str = "Team", **spec: Any) -> Rule:
@@ -250,3 +250,19 @@ def test_evaluation_is_deterministic_and_order_independent(rules: list[Rule], rn
     assert evaluate_user(user(), rules) == first
     for grant in first[0]:
         assert grant.target == normalise_name(grant.target)
+
+
+def test_exact_group_rules_are_skipped_only_when_they_cannot_match() -> None:
+    """evaluate_user skips a plain Equals group rule for a group the user is not in; the result is
+    the same as matching each rule."""
+    rules = [
+        rule("upper", source="Group", match={"value": "EVERYONE"}, target={"name": "a"}),
+        rule("exact-case", source="Group", match={"value": "everyone", "caseSensitive": True}, target={"name": "b"}),
+        rule("negated", source="Group", match={"value": "Nobody", "negate": True}, target={"name": "c"}),
+        rule("absent", source="Group", match={"value": "Nobody"}, target={"name": "d"}),
+        rule("sensitive", source="Group", match={"value": "Everyone", "caseSensitive": True}, target={"name": "e"}),
+    ]
+    assert set(targets(rules)) == {"a", "c", "e"}
+    for r in rules:  # the matcher itself, rule by rule, agrees
+        assert r.matcher is not None
+        assert (r.spec.target.name in targets(rules)) == bool(matches(r.spec, r.matcher, r.attribute, user()))
