@@ -185,7 +185,7 @@ class Engine:
     # Cleared while a peer outranks this operator (identity_operator.gate): the writers wait.
     active: asyncio.Event = field(default_factory=always_active)
     _rules_cache: list[Rule] | None = None
-    _ordered_rules: tuple[list[Rule], OrderedRules] | None = None  # for which rules list
+    _ordered_rules: OrderedRules | None = None
     _role_rules_cache: list[RoleRule] | None = None
     _users_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _fast: deque[str] = field(default_factory=deque)
@@ -334,6 +334,7 @@ class Engine:
     def rules_changed(self, kind: TargetKind, name: str) -> None:
         """A rule appeared, changed or went: recompute who had it and who matches it now."""
         self._rules_cache = None
+        self._ordered_rules = None
         key = (kind, name)
         affected = set(self.memberships.rule_users.get(key, ()))
         record: RuleRecord | None = self.view.rules.get(key)
@@ -401,7 +402,7 @@ class Engine:
         return any(r.spec.final for r in self.all_rules())
 
     def _users_named(self, user_name: str, provider: str | None) -> set[str]:
-        names = set(self.view.users_by_user_name.get(fold(user_name), ()))
+        names = set(self.view.users_by_user_name.values_of(fold(user_name)))
         if provider is None:
             return names
         return {n for n in names if (u := self.view.users.get(n)) is not None and u.provider == provider}
@@ -414,10 +415,10 @@ class Engine:
         return self._rules_cache
 
     def ordered_rules(self) -> OrderedRules:
-        rules = self.all_rules()
-        if self._ordered_rules is None or self._ordered_rules[0] is not rules:
-            self._ordered_rules = (rules, order_rules(rules))
-        return self._ordered_rules[1]
+        """The rules in evaluation order, put in it once per rule change (not once per user)."""
+        if self._ordered_rules is None:
+            self._ordered_rules = order_rules(self.all_rules())
+        return self._ordered_rules
 
     def _group_names(self, user: UserRecord) -> tuple[str, ...]:
         names = []
@@ -816,8 +817,9 @@ class Engine:
                 if not (error.not_found or error.conflict):
                     raise
             return
-        status = self._target_status(record, members)
-        if not status_equal(record.status, status):
+        stored = record.status  # unpacked once: a Team's status lists up to 500 members
+        status = self._target_status(record, members, stored)
+        if not status_equal(stored, status):
             async with self._writes:
                 await self.writer.patch_status(resource, name, status)
             self.stats.target_writes += 1
@@ -855,7 +857,9 @@ class Engine:
             if not error.conflict:
                 raise
 
-    def _target_status(self, record: TargetRecord, members: Mapping[str, tuple[Provenance, ...]]) -> dict[str, Any]:
+    def _target_status(
+        self, record: TargetRecord, members: Mapping[str, tuple[Provenance, ...]], stored: Mapping[str, Any]
+    ) -> dict[str, Any]:
         users = self.view.users
         names = {key: user.user_name for key in members if (user := users.get(key)) is not None}
         rule_names = self._rules_for(record.key)
@@ -863,7 +867,9 @@ class Engine:
         teams = sorted(
             t.name for t in self.view.targets.values() if t.kind == "Team" and t.business_unit == record.name
         )
-        return target_status(record, members, names, rule_names, rules, teams, self.settings.member_status_limit)
+        return target_status(
+            record, members, names, rule_names, rules, teams, self.settings.member_status_limit, stored
+        )
 
     async def _flush_rule(self, key: tuple[str, str]) -> None:
         kind, name = key

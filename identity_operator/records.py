@@ -40,6 +40,7 @@ from kubescim.constants import (
     TEAM_LABEL_PREFIX,
 )
 from kubescim.matching import UserFacts
+from kubescim.multimap import CompactMultiMap
 from kubescim.scim.resources import fold, user_to_scim
 
 Body = dict[str, Any]
@@ -343,7 +344,7 @@ class View:
 
     users: Mapping[str, UserRecord]
     users_by_group: Mapping[str, Iterable[str]]
-    users_by_user_name: Mapping[str, Iterable[str]]
+    users_by_user_name: CompactMultiMap  # folded userName -> user names
     groups: Mapping[str, GroupRecord]
     rules: Mapping[tuple[str, str], RuleRecord]
     targets: Mapping[TargetKey, TargetRecord]

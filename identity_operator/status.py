@@ -77,10 +77,12 @@ def target_status(
     rules: list[Rule],
     unit_teams: list[str],
     limit: int,
+    current: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """members: user object name -> provenances; user_names: their userNames (a missing one shows
     the object name); rule_names: the rules producing this target, and rules: the rules of those
-    names (of either kind); unit_teams: a unit's teams."""
+    names (of either kind); unit_teams: a unit's teams; current: the stored status, when the caller
+    has unpacked it already (record.status otherwise)."""
     # Sort cheap tuples, then build models only for the members the status lists (a unit of 10,000
     # lists 500).
     names = sorted((user_names.get(key, key).casefold(), key, user_names.get(key, key)) for key in members)
@@ -92,7 +94,7 @@ def target_status(
         conflicts.append(f"rules {', '.join(rule_names)} set different display names")
     if len(units - {None}) > 1:
         conflicts.append(f"rules {', '.join(rule_names)} name different business units")
-    previous = record.status.get("conditions") or []
+    previous = (record.status if current is None else current).get("conditions") or []
     common: dict[str, Any] = {
         "origin": record.origin,
         "member_count": len(members),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,58 +43,18 @@ from kubescim.constants import (
 )
 from kubescim.informer import resource_version_int
 from kubescim.kube import ApiError, Kube
+from kubescim.multimap import CompactMultiMap
 
 log = logging.getLogger("kubescim.operator")
 # Kinds newer than the first release: an operator upgraded ahead of its CRDs still starts.
 OPTIONAL_KINDS = (ROLE_MAPPINGS, ACCESS_BINDINGS)
 
 
-class NameIndex(Mapping[str, Iterable[str]]):
-    """key -> the names under it, for keys that nearly always hold one name (a userName): that name is
-    kept as the value itself rather than in a set of its own (about 220 B a user), and a key whose last
-    name leaves is removed, so renames do not leave empty entries behind."""
-
-    def __init__(self) -> None:
-        self._names: dict[str, str | set[str]] = {}
-
-    def add(self, key: str, name: str) -> None:
-        current = self._names.get(key)
-        if current is None:
-            self._names[key] = name
-        elif isinstance(current, str):
-            if current != name:
-                self._names[key] = {current, name}
-        else:
-            current.add(name)
-
-    def discard(self, key: str, name: str) -> None:
-        current = self._names.get(key)
-        if current is None:
-            return
-        if isinstance(current, str):
-            if current == name:
-                del self._names[key]
-            return
-        current.discard(name)
-        if len(current) == 1:
-            self._names[key] = next(iter(current))
-
-    def __getitem__(self, key: str) -> Iterable[str]:
-        current = self._names[key]
-        return (current,) if isinstance(current, str) else tuple(current)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-
 @dataclass
 class Store:
     users: dict[str, UserRecord] = field(default_factory=dict)
     users_by_group: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    users_by_user_name: NameIndex = field(default_factory=NameIndex)
+    users_by_user_name: CompactMultiMap = field(default_factory=CompactMultiMap)  # folded userName -> names
     groups: dict[str, GroupRecord] = field(default_factory=dict)
     rules: dict[tuple[str, str], RuleRecord] = field(default_factory=dict)
     targets: dict[TargetKey, TargetRecord] = field(default_factory=dict)
@@ -138,19 +98,22 @@ class Store:
             return None
         name = str(body["metadata"]["name"])
         old = self.users.pop(name, None)
+        record = None if deleted else UserRecord.from_body(body)
+        renamed = old is None or record is None or old.user_name != record.user_name
         if old is not None:
             for group_id in old.group_ids:
                 self.users_by_group[group_id].discard(name)
-            self.users_by_user_name.discard(old.folded_user_name, name)
+            if renamed:  # most events change labels or status, not the userName: nothing to re-fold
+                self.users_by_user_name.discard(old.folded_user_name, name)
             self.census.add(old.provider, old.attribute_keys, -1)
-        if deleted:
+        if record is None:
             return None
-        record = UserRecord.from_body(body)
         self.census.add(record.provider, record.attribute_keys, 1)
         self.users[name] = record
         for group_id in record.group_ids:
             self.users_by_group[group_id].add(name)
-        self.users_by_user_name.add(record.folded_user_name, name)
+        if renamed:
+            self.users_by_user_name.add(record.folded_user_name, name)
         return record
 
     def put_group(self, body: dict[str, Any], deleted: bool = False) -> GroupRecord | None:

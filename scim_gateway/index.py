@@ -21,6 +21,7 @@ from typing import Any
 from kubescim.constants import ANNOTATION_MEMBERS_REVISION, ANNOTATION_RENAMED_FROM, LABEL_PROVIDER, LABEL_SCIM_ID
 from kubescim.informer import resource_version_int
 from kubescim.kube import JSON
+from kubescim.multimap import CompactMultiMap
 from kubescim.objects import group_ids_from_labels
 from kubescim.scim.learned import LearnedAttributes
 from kubescim.scim.resources import fold
@@ -128,40 +129,6 @@ class _Ordered:
             del self.keys[position]
 
 
-class _Lookup:
-    """key -> SCIM ids. Almost always one id, kept as a plain string: a set would cost 216 bytes per
-    user, more than the rest of its index entries."""
-
-    def __init__(self) -> None:
-        self._ids: dict[str, str | tuple[str, ...]] = {}
-
-    def add(self, key: str, scim_id: str) -> None:
-        current = self._ids.get(key)
-        if current is None:
-            self._ids[key] = scim_id
-        elif isinstance(current, str):
-            if current != scim_id:
-                self._ids[key] = (current, scim_id)
-        elif scim_id not in current:
-            self._ids[key] = (*current, scim_id)
-
-    def discard(self, key: str, scim_id: str) -> None:
-        current = self._ids.get(key)
-        if current is None:
-            return
-        rest = tuple(i for i in ((current,) if isinstance(current, str) else current) if i != scim_id)
-        if not rest:
-            del self._ids[key]
-        else:
-            self._ids[key] = rest[0] if len(rest) == 1 else rest
-
-    def get(self, key: str) -> tuple[str, ...]:
-        current = self._ids.get(key)
-        if current is None:
-            return ()
-        return (current,) if isinstance(current, str) else current
-
-
 class Collection:
     """Users or groups: by id, by object name, by a folded unique key, in order, per provider."""
 
@@ -170,8 +137,8 @@ class Collection:
         self.unique_attribute = unique_attribute
         self.by_id: dict[str, Entry] = {}
         self.by_object_name: dict[str, str] = {}
-        self.by_unique = _Lookup()  # "provider\0folded userName/displayName" -> ids
-        self.by_external_id = _Lookup()  # "provider\0externalId" -> ids
+        self.by_unique = CompactMultiMap()  # "provider\0folded userName/displayName" -> ids
+        self.by_external_id = CompactMultiMap()  # "provider\0externalId" -> ids
         self.ordered: dict[str, _Ordered] = defaultdict(_Ordered)
         # object name -> uid of the deleted object that had it: its late events must not resurrect it.
         # (A custom resource's DELETE answers with a bare Status: there is no deletion revision to
@@ -303,10 +270,10 @@ class Collection:
             self.upsert(obj)
 
     def find_unique(self, provider: str, value: str) -> list[Entry]:
-        return [self.by_id[i] for i in self.by_unique.get(f"{provider}\0{fold(value)}") if i in self.by_id]
+        return [self.by_id[i] for i in self.by_unique.values_of(f"{provider}\0{fold(value)}") if i in self.by_id]
 
     def find_external(self, provider: str, value: str) -> list[Entry]:
-        return [self.by_id[i] for i in self.by_external_id.get(f"{provider}\0{value}") if i in self.by_id]
+        return [self.by_id[i] for i in self.by_external_id.values_of(f"{provider}\0{value}") if i in self.by_id]
 
     def in_order(self, provider: str) -> list[Entry]:
         return [self.by_id[key[1]] for key in self.ordered[provider].keys if key[1] in self.by_id]

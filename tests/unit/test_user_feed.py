@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from identity_operator.engine import Engine
 from identity_operator.records import UserRecord, _pack, _unpack
 from identity_operator.settings import OperatorSettings
-from identity_operator.store import NameIndex, Store
+from identity_operator.store import Store
 from identity_operator.user_feed import UserFeed
 from identity_operator.writer import MemoryWriter
 from kubescim.kube import Kube, KubeConfig
@@ -70,20 +70,6 @@ async def test_a_paused_engine_writes_nothing_until_it_is_active_again() -> None
         assert writer.of("labels") == [("scimusers", "ada", {TEAM: "member"})]
     finally:
         await engine.stop()
-
-
-def test_the_user_name_index_keeps_one_name_bare_and_drops_emptied_keys() -> None:
-    index = NameIndex()
-    index.add("ada@example.com", "okta-ada")
-    assert list(index["ada@example.com"]) == ["okta-ada"]
-    index.add("ada@example.com", "entra-ada")  # the same userName from two providers
-    assert sorted(index["ada@example.com"]) == ["entra-ada", "okta-ada"]
-    index.discard("ada@example.com", "okta-ada")
-    assert list(index["ada@example.com"]) == ["entra-ada"]
-    index.discard("ada@example.com", "entra-ada")
-    index.discard("nobody", "x")
-    assert "ada@example.com" not in index
-    assert len(index) == 0
 
 
 json_values = st.recursive(
