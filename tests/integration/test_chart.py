@@ -143,6 +143,8 @@ def test_every_option_renders() -> None:
     providers = {d["metadata"]["name"]: d for d in by_kind(documents, "IdentityProvider")}
     assert providers["okta"]["spec"]["scim"]["tokenSecretRef"] == {"name": "okta-seed-token", "key": "token"}
     assert "okta" not in providers["entra"]["spec"]
+    reconcile = next(p["spec"]["reconcile"] for p in providers.values() if "reconcile" in p["spec"])
+    assert (reconcile["deltaInterval"], reconcile["unbacked"]) == ("10m", "Keep")
 
 
 @pytest.mark.parametrize(
@@ -152,6 +154,7 @@ def test_every_option_renders() -> None:
         ("providers[0].name=Not_Valid", "/providers/0/name"),
         ("operator.memberStatusLimit=5000", "/operator/memberStatusLimit"),
         ("gateway.logLevel=LOUD", "/gateway/logLevel"),
+        ("providers[0].reconcile.deltaInterval=soon", "/providers/0/reconcile/deltaInterval"),
         ("gateway.typo=1", "additional properties 'typo' not allowed"),
     ],
 )
