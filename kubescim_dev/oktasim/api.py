@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ import jwt
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from kubescim_dev.oktasim.org import ACTIVE_USER_STATUSES, Org, timestamp
+from kubescim_dev.oktasim.org import ACTIVE_USER_STATUSES, Group, Org, User, timestamp
 
 PAGE_MAX = {
     "app_users": 500,
@@ -169,7 +170,17 @@ class Simulator:
                 return None
         return okta_error(401, "E0000011", "Invalid token provided")
 
-    def page(self, request: Request, items: list[Any], kind: str, *, polling: bool = False) -> Response:
+    def page(
+        self,
+        request: Request,
+        items: Sequence[Any],
+        kind: str,
+        *,
+        polling: bool = False,
+        render: Callable[[Any], Any] | None = None,
+    ) -> Response:
+        """One page of `items`; `render` turns just that page's items into their JSON (a 100,000-user
+        org rendered whole for each of its 200 pages made a full listing quadratic)."""
         limit_text = request.query_params.get("limit")
         limit = min(int(limit_text), PAGE_MAX[kind]) if limit_text and limit_text.isdigit() else PAGE_DEFAULT[kind]
         if self.config.page_max is not None:
@@ -177,7 +188,9 @@ class Simulator:
         limit = max(limit, 1)
         after = request.query_params.get("after")
         start = int(base64.urlsafe_b64decode(after.encode()).decode()) if after else 0
-        chunk = items[start : start + limit]
+        chunk = list(items[start : start + limit])
+        if render is not None:
+            chunk = [render(item) for item in chunk]
         base = str(request.url).split("?")[0]
         params = {k: v for k, v in request.query_params.items() if k != "after"}
         query = "&".join(f"{k}={v}" for k, v in params.items())
@@ -286,8 +299,8 @@ class Simulator:
             if app_id != sim.org.app_id:
                 return okta_error(404, "E0000007", f"Not found: Resource not found: {app_id} (AppInstance)")
             expand = request.query_params.get("expand") == "user"
-            items = [sim.org.app_user(a, expand) for a in sim.org.assignments.values()]
-            return sim.page(request, items, "app_users")
+            assignments = list(sim.org.assignments.values())
+            return sim.page(request, assignments, "app_users", render=lambda a: sim.org.app_user(a, expand))
 
         @app.get("/api/v1/apps/{app_id}/users/{user_id}")
         async def app_user(request: Request, app_id: str, user_id: str) -> Response:
@@ -345,26 +358,26 @@ class Simulator:
             found = sim.org.groups.get(group_id)
             if found is None:
                 return okta_error(404, "E0000007", "Not found")
-            members = [sim.org.users[u].to_api() for u in sorted(found.members) if u in sim.org.users]
-            return sim.page(request, members, "group_users")
+            members = [sim.org.users[u] for u in sorted(found.members) if u in sim.org.users]
+            return sim.page(request, members, "group_users", render=User.to_api)
 
         @app.get("/api/v1/groups")
         async def groups(request: Request) -> Response:
-            items = [g.to_api() for g in sim.org.groups.values()]
             clauses = _since(request.query_params.get("search") or "")
             if clauses:  # clauses are or-ed, as kubescim sends them
-                items = [g for g in items if any(g[key] > since for key, since in clauses)]
-            return sim.page(request, items, "groups")
+                items = [g.to_api() for g in sim.org.groups.values()]
+                return sim.page(request, [g for g in items if any(g[key] > since for key, since in clauses)], "groups")
+            return sim.page(request, list(sim.org.groups.values()), "groups", render=Group.to_api)
 
         @app.get("/api/v1/users")
         async def users(request: Request) -> Response:
-            items = [u.to_api() for u in sim.org.users.values()]
             clauses = _since(request.query_params.get("search") or "")
             if clauses:
-                items = [u for u in items if any(u.get(key, "") > since for key, since in clauses)]
-            else:
-                items = [u for u in items if u["status"] != "DEPROVISIONED"]
-            return sim.page(request, items, "users")
+                items = [u.to_api() for u in sim.org.users.values()]
+                found = [u for u in items if any(u.get(key, "") > since for key, since in clauses)]
+                return sim.page(request, found, "users")
+            listed = [u for u in sim.org.users.values() if u.status != "DEPROVISIONED"]
+            return sim.page(request, listed, "users", render=User.to_api)
 
         @app.get("/__sim/stats")
         async def stats() -> Response:
