@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from identity_operator.okta.client import OktaClient, OktaCredentials, OktaFetchError
+from identity_operator.okta.client import MAX_LIMIT, OktaClient, OktaCredentials, OktaFetchError
 from identity_operator.okta.plan import (
     ACTIVE_ASSIGNMENT,
     ACTIVE_STATUSES,
@@ -27,6 +27,7 @@ from identity_operator.okta.plan import (
     OktaGroup,
     OktaUser,
     Plan,
+    delta_reads_each_user,
     make_plan,
 )
 from kubescim.api.models import (
@@ -182,8 +183,6 @@ DELTA_OVERLAP = dt.timedelta(minutes=2)
 MAX_CLOCK_SKEW = dt.timedelta(seconds=60)
 # How far back Okta's System Log goes (90 days); an older cursor cannot be caught up on.
 LOG_RETENTION = dt.timedelta(days=90)
-# More touched users than this: one listing of the app's users is cheaper than one GET each.
-DELTA_USER_GETS = 25
 
 
 def okta_time(moment: dt.datetime) -> str:
@@ -251,7 +250,7 @@ async def fetch_okta_delta(
     known = {u.external_id for u in cluster_users if u.external_id}
     touched |= {str(u["id"]) for u in await client.users_changed_since(okta_time(since)) if str(u.get("id")) in known}
     users: list[OktaUser] = []
-    if len(touched) > DELTA_USER_GETS:
+    if not delta_reads_each_user(len(touched), len(known), MAX_LIMIT["app_users"]):
         listed = [okta_user(a) for a in await client.app_users(app_id)]
         users = listed
         read = frozenset(known | {u.okta_id for u in listed})

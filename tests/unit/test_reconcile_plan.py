@@ -14,6 +14,7 @@ from identity_operator.okta.plan import (
     OktaGroup,
     OktaUser,
     Plan,
+    delta_reads_each_user,
     desired_spec,
     make_plan,
 )
@@ -284,3 +285,12 @@ def test_a_delta_plan_still_counts_the_breaker_against_the_whole_provider() -> N
     plan = make_plan("okta", [], [], cluster, [], scope=DeltaScope(users=gone, pushed=frozenset()))
     assert plan.blocked is not None
     assert "30 of 100" in plan.blocked
+
+
+def test_a_delta_reads_touched_users_one_by_one_while_that_is_fewer_calls_than_listing() -> None:
+    assert delta_reads_each_user(35, 100_000, 500)  # 35 GETs, not 200 pages
+    assert delta_reads_each_user(200, 100_000, 500)
+    assert not delta_reads_each_user(201, 100_000, 500)
+    assert not delta_reads_each_user(35, 10_000, 500)  # 20 pages are fewer
+    assert delta_reads_each_user(1, 0, 500)  # an empty cluster: one GET, or one page
+    assert not delta_reads_each_user(2, 300, 500)
