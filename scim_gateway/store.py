@@ -238,8 +238,10 @@ class KubeStore:
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         entry = bump.entry
-        if bump.task is None and bump.wanted <= bump.done:
-            self._bumps.pop(current.scim_id, None)
+        # Drop the bump once nothing is pending, but only this one: a caller that wakes late must
+        # not drop a newer bump whose write is in flight (the next caller would start a second).
+        if bump.task is None and bump.wanted <= bump.done and self._bumps.get(current.scim_id) is bump:
+            del self._bumps[current.scim_id]
         if entry is None:  # covered by a write this replica made before (not expected): write again
             return await self.update_group(current, None, members_revision)
         return entry

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 
 import pytest
 
@@ -19,9 +20,16 @@ class RecordingStore(KubeStore):
         super().__init__(Kube(KubeConfig(server="http://unused.invalid")), "ns", Index("x"))
         self.writes: list[int] = []
         self.fail_first = fail_first
+        self.in_flight = 0
+        self.most_in_flight = 0
 
     async def update_group(self, current: Entry, spec: ScimGroupSpec | None, members_revision: int = 0) -> Entry:
-        await asyncio.sleep(0.01)  # one etcd write of the group
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)  # one etcd write of the group
+        finally:
+            self.in_flight -= 1
         if self.fail_first and not self.writes:
             self.writes.append(-1)
             raise RuntimeError("the API server refused")
@@ -44,6 +52,25 @@ async def test_concurrent_bumps_coalesce_and_each_covers_its_own_revision(entry:
         assert result.resource_version >= revision  # the write it waited for recorded its revision
     assert max(store.writes) == 131
     assert store._bumps == {}  # nothing left behind
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_callers_arriving_while_a_bump_ends_never_start_a_second_write(entry: Entry, seed: int) -> None:
+    # Arrivals spread over many writes: some land between one write ending and its waiters waking,
+    # when the finished bump is dropped and the next one starts. Its waiters must not drop the next.
+    store = RecordingStore()
+    rng = random.Random(seed)
+
+    async def arrive(revision: int) -> Entry:
+        await asyncio.sleep(rng.uniform(0, 0.2))
+        return await store.bump_group(entry, revision)
+
+    revisions = list(range(1, 301))
+    results = await asyncio.gather(*(arrive(r) for r in revisions))
+    assert store.most_in_flight == 1, store.most_in_flight
+    for revision, result in zip(revisions, results, strict=True):
+        assert result.resource_version >= revision
+    assert store._bumps == {}
 
 
 async def test_a_failed_write_fails_its_waiters_and_the_next_caller_writes_again(entry: Entry) -> None:
