@@ -67,6 +67,14 @@ class ConcurrentChange(StorageError):
     """The object changed since the caller read it (the generation guard failed)."""
 
 
+@dataclass(frozen=True)
+class GroupVersion:
+    """What a compare-and-set of a group's recorded members revision compares with."""
+
+    resource_version: int
+    members_revision: int
+
+
 class DeletionPending(StorageError):
     """Deleted, but a finalizer still holds the object after the wait."""
 
@@ -163,21 +171,35 @@ class ScimStorage:
     async def create_group(self, spec: ScimGroupSpec, scim_id: str) -> JSON:
         return await self._create(SCIM_GROUPS, scim_group_object(spec, scim_id))
 
-    async def update_group(self, name: str, spec: ScimGroupSpec | None, members_revision: int | None = None) -> JSON:
+    async def update_group(
+        self,
+        name: str,
+        spec: ScimGroupSpec | None,
+        members_revision: int | None = None,
+        seen: GroupVersion | None = None,
+    ) -> JSON:
         """Replace the group's attributes, or (spec None) only bump its lastModified: every change of
         its members does that, so the group's version follows its representation. `members_revision`:
-        the resourceVersion of the membership label writes just made (ANNOTATION_MEMBERS_REVISION)."""
+        the resourceVersion of the membership label writes just made (ANNOTATION_MEMBERS_REVISION).
+
+        `seen`: the group as the caller read it. The recorded revision then only ever grows: the
+        write keeps the higher of the two, and is refused (ConcurrentChange) when another replica
+        recorded one since, so a late, lower revision never replaces a higher one and every replica
+        keeps waiting for the newest membership write before it answers from its cache."""
         operations: list[JSON] = []
         if spec is not None:
             operations.append({"op": "add", "path": "/spec", "value": spec.dump()})
         if members_revision:
-            operations.append(
-                {
-                    "op": "add",
-                    "path": f"/metadata/annotations/{escape_pointer(ANNOTATION_MEMBERS_REVISION)}",
-                    "value": str(members_revision),
-                }
-            )
+            path = f"/metadata/annotations/{escape_pointer(ANNOTATION_MEMBERS_REVISION)}"
+            if seen is not None:
+                if seen.members_revision:  # compare-and-set on the recorded revision
+                    operations.append({"op": "test", "path": path, "value": str(seen.members_revision)})
+                else:  # none recorded yet: the object itself must be as read
+                    operations.append(
+                        {"op": "test", "path": "/metadata/resourceVersion", "value": str(seen.resource_version)}
+                    )
+                members_revision = max(members_revision, seen.members_revision)
+            operations.append({"op": "add", "path": path, "value": str(members_revision)})
         operations.append(
             {
                 "op": "add",
@@ -190,6 +212,8 @@ class ScimStorage:
         except ApiError as error:
             if error.not_found:
                 raise ObjectGone(name) from None
+            if seen is not None and _patch_not_applied(error):
+                raise ConcurrentChange(name) from None
             if error.status in (400, 422):
                 raise _invalid(error) from None
             raise

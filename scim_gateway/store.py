@@ -22,6 +22,7 @@ from kubescim.scim.resources import user_object_name
 from kubescim.storage import (
     ConcurrentChange,
     DeletionPending,
+    GroupVersion,
     InvalidObject,
     NameTaken,
     ObjectGone,
@@ -32,6 +33,9 @@ from scim_gateway.index import Collection, Entry, Index
 
 # A user id that keeps pointing at another object after this many deletes is a bug, not a race.
 MAX_DELETE_ROUNDS = 3
+# Compare-and-set rounds of a group's members revision before answering 503 (another replica's
+# write in between makes one more; several in a row mean a storm of writes to that group).
+MAX_REVISION_ROUNDS = 5
 
 
 def _ref(entry: Entry) -> ObjectRef:
@@ -209,16 +213,40 @@ class KubeStore:
 
     async def update_group(self, current: Entry, spec: ScimGroupSpec | None, members_revision: int = 0) -> Entry:
         """Replace the group's attributes (or, with spec None, only bump lastModified), recording the
-        revision of the membership writes just made."""
-        try:
-            updated = await self.storage.update_group(current.object_name, spec, members_revision or None)
-        except ObjectGone:
-            raise not_found(f"Group {current.scim_id} not found") from None
-        except InvalidObject as error:
-            raise _invalid(error, "Group") from None
-        entry = self.index.groups.upsert(updated)
-        assert entry is not None
-        return entry
+        revision of the membership writes just made. That revision is compare-and-set against the
+        newest copy of the group this replica has: when another replica recorded one since, the
+        group is read again, and the higher of the two is recorded unless it already is."""
+        base = self._newest_group(current)
+        for _ in range(MAX_REVISION_ROUNDS):
+            seen = GroupVersion(base.resource_version, base.members_revision) if members_revision else None
+            try:
+                updated = await self.storage.update_group(base.object_name, spec, members_revision or None, seen)
+            except ConcurrentChange:
+                fresh = await self.fetch_group(base.provider, base.scim_id)
+                if fresh is None:
+                    raise not_found(f"Group {current.scim_id} not found") from None
+                if spec is None and fresh.members_revision >= members_revision:
+                    # Another replica recorded a later membership write, bumping the group after
+                    # ours was in etcd: that covers ours, and writing again would only contend.
+                    return fresh
+                base = fresh
+                continue
+            except ObjectGone:
+                raise not_found(f"Group {current.scim_id} not found") from None
+            except InvalidObject as error:
+                raise _invalid(error, "Group") from None
+            entry = self.index.groups.upsert(updated)
+            assert entry is not None
+            return entry
+        raise ScimError(503, f"Group {current.scim_id} keeps changing; retry")
+
+    def _newest_group(self, entry: Entry) -> Entry:
+        """`entry`, or this replica's cached copy of the group when that is newer (a coalesced bump
+        builds on the bump before it, which the cache holds)."""
+        cached = self.index.groups.by_id.get(entry.scim_id)
+        if cached is None or cached.object_name != entry.object_name:
+            return entry
+        return cached if cached.resource_version > entry.resource_version else entry
 
     async def bump_group(self, current: Entry, members_revision: int) -> Entry:
         """Bump the group's lastModified and record `members_revision`, coalescing concurrent bumps of
