@@ -490,8 +490,19 @@ class ScimService:
         return await self._write_group(entry, spec, add, current - wanted, base_url, with_members=True)
 
     async def patch_group(
-        self, provider: str, scim_id: str, body: Any, base_url: str, if_match: str | None = None
+        self,
+        provider: str,
+        scim_id: str,
+        body: Any,
+        base_url: str,
+        if_match: str | None = None,
+        attributes: str | None = None,
+        excluded: str | None = None,
     ) -> dict[str, Any]:
+        """Apply the PATCH and return the group, projected by `attributes` / `excludedAttributes`
+        (RFC 7644 section 3.9): its members are listed only when wanted and at most
+        patch_response_member_limit of them."""
+        attrs, excl = parse_attribute_list(attributes), parse_attribute_list(excluded)
         operations = parse_patch_request(body)
         entry = await self.get_group_entry(provider, scim_id)
         _check_if_match(entry, if_match)
@@ -506,9 +517,9 @@ class ScimService:
         to_add, to_remove = member_delta(member_ops, current_members) if member_ops else (set(), set())
         add = await self._resolve_members(provider, to_add)
         count = len(current_members) + len(to_add) - len(to_remove)
-        return await self._write_group(
-            entry, spec, add, to_remove, base_url, with_members=count <= self.patch_response_member_limit
-        )
+        with_members = count <= self.patch_response_member_limit and _wants(attrs, excl, "members", None)
+        resource = await self._write_group(entry, spec, add, to_remove, base_url, with_members=with_members)
+        return project(resource, attrs, excl, GROUP_URN)
 
     async def _write_group(
         self,

@@ -22,6 +22,12 @@ class GatewaySettings(KubescimSettings):
     max_page_size: int = 1000
     default_page_size: int = 100
     patch_response_member_limit: int = 10_000
+    group_patch_no_content: bool = Field(
+        default=False,
+        description="Answer a successful PATCH of a group 204 No Content with its ETag and Location, instead of "
+        "200 with the group (RFC 7644 section 3.5.2 allows either; Okta and Entra ID accept 204). Saves rendering "
+        "the members of every push.",
+    )
     api_timeout_seconds: float = 20.0
     opentelemetry: bool = Field(
         default=False,

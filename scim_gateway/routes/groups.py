@@ -46,9 +46,16 @@ async def replace_group(
 
 @router.patch("/Groups/{group_id}", tags=["Groups"], openapi_extra=RESOURCE_BODY)
 async def patch_group(
-    ctx: Ctx, gateway: GatewayDep, group_id: str, body: Body, if_match: IfMatch = None
-) -> ScimResponse:
-    resource = await gateway.service.patch_group(ctx.provider.name, group_id, body, ctx.base_url, if_match)
+    ctx: Ctx, gateway: GatewayDep, group_id: str, body: Body, query: ListQueryDep, if_match: IfMatch = None
+) -> Response:
+    service, provider = gateway.service, ctx.provider.name
+    if gateway.settings.group_patch_no_content:
+        # 204 carries only the headers: the members are not rendered at all.
+        resource = await service.patch_group(provider, group_id, body, ctx.base_url, if_match, excluded="members")
+        return Response(status_code=204, headers=resource_headers(resource))
+    resource = await service.patch_group(
+        provider, group_id, body, ctx.base_url, if_match, query.attributes, query.excluded_attributes
+    )
     return ScimResponse(resource, headers=resource_headers(resource))
 
 

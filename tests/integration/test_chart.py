@@ -137,6 +137,8 @@ def test_every_option_renders() -> None:
     assert env["KUBESCIM_PRIORITY"] == "50"
     gateway = next(d for d in by_kind(documents, "Deployment") if d["metadata"]["name"].endswith("gateway"))
     assert "replicas" not in gateway["spec"]  # the HPA owns it
+    gateway_env = {e["name"]: e.get("value") for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert gateway_env["KUBESCIM_GROUP_PATCH_NO_CONTENT"] == "true"
     ingress = by_kind(documents, "Ingress")[0]
     assert ingress["spec"]["tls"][0]["secretName"] == "scim-tls"
     assert [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/scim/v2", "/providers"]
@@ -154,6 +156,7 @@ def test_every_option_renders() -> None:
         ("providers[0].name=Not_Valid", "/providers/0/name"),
         ("operator.memberStatusLimit=5000", "/operator/memberStatusLimit"),
         ("gateway.logLevel=LOUD", "/gateway/logLevel"),
+        ("gateway.groupPatchNoContent=sometimes", "/gateway/groupPatchNoContent"),
         ("providers[0].reconcile.deltaInterval=soon", "/providers/0/reconcile/deltaInterval"),
         ("gateway.typo=1", "additional properties 'typo' not allowed"),
     ],

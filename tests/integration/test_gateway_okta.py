@@ -11,6 +11,7 @@ import httpx
 
 from kubescim.constants import ENTERPRISE_USER_URN, SCIM_USERS
 from kubescim.kube import Kube
+from kubescim_dev.processes import start_gateway
 from tests.conftest import ScimEnv
 
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -199,6 +200,45 @@ async def test_push_group_rename_and_membership(scim_env: ScimEnv) -> None:
         excluded = await client.get(f"/Groups/{gid}", params={"excludedAttributes": "members"})
         assert "members" not in excluded.json()
         assert excluded.json()["displayName"] == name + " Team"
+
+        # A PATCH's response is projected like a read (RFC 7644 section 3.9); the change is whole.
+        response = await client.patch(
+            f"/Groups/{gid}",
+            params={"excludedAttributes": "members"},
+            json={
+                "schemas": [PATCH_URN],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": users[1]["id"]}]}],
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert "members" not in response.json()
+        assert response.json()["displayName"] == name + " Team"
+        assert response.headers["ETag"] == response.json()["meta"]["version"]
+        members = (await client.get(f"/Groups/{gid}")).json()["members"]
+        assert {m["value"] for m in members} == {users[0]["id"], users[1]["id"]}
+        response = await client.patch(
+            f"/Groups/{gid}",
+            params={"attributes": "displayName"},
+            json={
+                "schemas": [PATCH_URN],
+                "Operations": [{"op": "remove", "path": f'members[value eq "{users[1]["id"]}"]'}],
+            },
+        )
+        assert set(response.json()) == {"schemas", "id", "displayName"}
+        assert_scim_error(
+            await client.patch(
+                f"/Groups/{gid}",
+                params={"attributes": "1bad"},
+                json={
+                    "schemas": [PATCH_URN],
+                    "Operations": [{"op": "add", "path": "members", "value": [{"value": users[2]["id"]}]}],
+                },
+            ),
+            400,
+            "invalidPath",
+        )
+        members = (await client.get(f"/Groups/{gid}")).json()["members"]
+        assert {m["value"] for m in members} == {users[0]["id"]}  # the refused PATCH moved nobody
 
         # Deleting the group never deletes its users.
         assert (await client.delete(f"/Groups/{gid}")).status_code == 204
@@ -406,3 +446,56 @@ async def test_member_changes_on_one_replica_are_read_and_built_on_by_the_other(
         await first.delete(f"/Groups/{group}")
         await first.delete(f"/Users/{user}")
     assert problems == []
+
+
+async def test_a_gateway_set_to_answer_group_patches_204_still_writes_them_whole(scim_env: ScimEnv) -> None:
+    """KUBESCIM_GROUP_PATCH_NO_CONTENT (the chart's gateway.groupPatchNoContent): a group PATCH is
+    answered 204 with the group's ETag and Location, once the change is in etcd; errors stay SCIM
+    errors. The other replicas, answering 200, read the change."""
+    gateway = await asyncio.to_thread(
+        start_gateway,
+        scim_env.cluster.kubeconfig,
+        scim_env.namespace,
+        extra_env={"KUBESCIM_DEFAULT_PROVIDER": "okta", "KUBESCIM_GROUP_PATCH_NO_CONTENT": "true"},
+    )
+    try:
+        headers = {"Authorization": f"Bearer {scim_env.token}", **OKTA_HEADERS}
+        async with (
+            httpx.AsyncClient(base_url=gateway.url + "/scim/v2", headers=headers, timeout=30) as quiet,
+            scim_env.client() as client,
+        ):
+            users = [(await client.post("/Users", json=okta_user(unique_user_name()))).json() for _ in range(2)]
+            created = await client.post(
+                "/Groups", json={"schemas": [GROUP_URN], "displayName": f"g-{uuid.uuid4().hex[:6]}"}
+            )
+            gid = created.json()["id"]
+            response = await quiet.patch(
+                f"/Groups/{gid}",
+                json={
+                    "schemas": [PATCH_URN],
+                    "Operations": [
+                        {"op": "replace", "value": {"id": gid, "displayName": "Renamed"}},
+                        {"op": "add", "path": "members", "value": [{"value": u["id"]} for u in users]},
+                    ],
+                },
+            )
+            assert response.status_code == 204, response.text
+            assert response.content == b""
+            assert response.headers["Location"].endswith(f"/Groups/{gid}")
+            group = (await client.get(f"/Groups/{gid}")).json()
+            assert response.headers["ETag"] == group["meta"]["version"]
+            assert group["displayName"] == "Renamed"
+            assert {m["value"] for m in group["members"]} == {u["id"] for u in users}
+
+            rename = [{"op": "replace", "path": "displayName", "value": "x"}]
+            bad = await quiet.patch(
+                f"/Groups/{gid}", json={"schemas": [PATCH_URN], "Operations": [{"op": "jump", "path": "members"}]}
+            )
+            assert_scim_error(bad, 400, "invalidSyntax")
+            assert_scim_error(
+                await quiet.patch(f"/Groups/{uuid.uuid4().hex}", json={"schemas": [PATCH_URN], "Operations": rename}),
+                404,
+            )
+            assert (await quiet.get(f"/Groups/{gid}")).status_code == 200  # reads still answer 200
+    finally:
+        gateway.stop()
