@@ -36,6 +36,7 @@ from identity_operator.access.plan import (
     role_allowed,
     scope_namespaces,
     selected_teams,
+    subject_hash,
     subject_names,
     subjects_of,
 )
@@ -61,6 +62,26 @@ RESOURCES: dict[ObjectKind, Resource] = {"RoleBinding": ROLE_BINDINGS, "ClusterR
 BATCH_SECONDS = 0.02  # a burst of changes (a group push) becomes one recomputation per binding
 DEFER_POLL_SECONDS = 0.1
 MAX_DEFER_SECONDS = 30.0  # bulk work never holds a binding back longer than this
+
+
+class SubjectHashes:
+    """subject_hash, remembered: recomputing a binding of 100,000 users hashed every name each time.
+    Emptied when it outgrows `limit` (users who left do not pile up); about 80 bytes a name."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._known: dict[str, int] = {}
+
+    def __call__(self, name: str) -> int:
+        value = self._known.get(name)
+        if value is None:
+            if len(self._known) >= self.limit:
+                self._known.clear()
+            value = self._known[name] = subject_hash(name)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._known)
 
 
 def object_key(body: Body) -> ObjectKey | None:
@@ -98,6 +119,7 @@ class AccessController:
     _writes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     # What each binding's subjects were last computed as: to mark only bindings a change affects.
     _references: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = field(default_factory=dict)
+    _hashes: SubjectHashes = field(default_factory=SubjectHashes)
     REQUIRED = frozenset({"engine", "namespaces", "rolebindings", "clusterrolebindings"})
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -296,8 +318,10 @@ class AccessController:
         directory = self.directory()
         subjects = subject_names(spec, directory)
         namespaces = scope_namespaces(spec, self.namespaces)
+        # Room for every user twice over: renames and leavers do not empty it on every recompute.
+        self._hashes.limit = max(self._hashes.limit, 2 * len(directory.principals) + 1000)
         desired = desired_objects(
-            self.namespace, name, record.uid, spec, subjects, namespaces, self.subjects_per_object
+            self.namespace, name, record.uid, spec, subjects, namespaces, self.subjects_per_object, self._hashes
         )
         self._references[name] = (
             frozenset(selected_teams(spec, directory.team_labels)),

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Literal
 
 from kubescim.api.models import (
@@ -157,8 +159,11 @@ def subject_names(spec: AccessBindingSpec, directory: Directory) -> list[tuple[s
     if not sets:
         return []
     users = set.intersection(*sets) if subjects.require == SubjectRequirement.ALL else set.union(*sets)
-    usernames = {p.username for user in users if (p := directory.principals.get(user)) is not None and p.username}
-    return [("User", name) for name in sorted(usernames)]
+    # Built-in loops (map, filter, zip): a binding of everyone walks 100,000 users on every change.
+    principals = filter(None, map(directory.principals.get, users))
+    usernames = set(map(attrgetter("username"), principals))
+    usernames.discard("")
+    return list(zip(repeat("User"), sorted(usernames)))
 
 
 # --- objects ----------------------------------------------------------------------------------
@@ -171,21 +176,27 @@ def shard_count(subjects: int, limit: int) -> int:
     return 1 << math.ceil(math.log2(subjects / (limit / 2)))
 
 
-def shard_of(name: str, shards: int) -> int:
-    if shards == 1:
-        return 0
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") % shards
+def subject_hash(name: str) -> int:
+    """A subject's place among the shards, whatever their count (stored objects depend on it: keep)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
 
 
-def shard(subjects: list[tuple[str, str]], limit: int) -> list[list[tuple[str, str]]]:
-    """Split sorted subjects into shards of at most `limit` each, stable under single changes."""
+def shard(
+    subjects: list[tuple[str, str]], limit: int, hash_of: Callable[[str], int] = subject_hash
+) -> list[tuple[tuple[str, str], ...]]:
+    """Split sorted subjects into shards of at most `limit` each, stable under single changes.
+    `hash_of`: subject_hash, or a cache of it (the controller's: hashing 100,000 names is most of
+    recomputing a binding of everyone)."""
     shards = shard_count(len(subjects), limit)
+    if shards == 1:
+        return [tuple(subjects)]
+    hashes = [hash_of(name) for _, name in subjects]
     while True:
         buckets: list[list[tuple[str, str]]] = [[] for _ in range(shards)]
-        for subject in subjects:
-            buckets[shard_of(subject[1], shards)].append(subject)
+        for subject, value in zip(subjects, hashes, strict=True):
+            buckets[value % shards].append(subject)
         if max(len(b) for b in buckets) <= limit:
-            return buckets
+            return [tuple(b) for b in buckets]
         shards *= 2  # an unlucky hash spread: more shards (deterministic, so stable too)
 
 
@@ -203,6 +214,32 @@ def owner_labels(binding_namespace: str, binding: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class DesiredObject:
+    """One RBAC object a binding is made of. Its body is built only when it must be written: a
+    binding of 100,000 users is 100,000 subject entries, and a change rewrites one shard of them."""
+
+    kind: ObjectKind
+    namespace: str  # "" for cluster-scoped
+    name: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    role_ref: Mapping[str, str]
+    subjects: tuple[tuple[str, str], ...]
+
+    def body(self) -> Body:
+        metadata: Body = {"name": self.name, "labels": dict(self.labels), "annotations": dict(self.annotations)}
+        if self.namespace:
+            metadata["namespace"] = self.namespace
+        return {
+            "apiVersion": RBAC_API_VERSION,
+            "kind": self.kind,
+            "metadata": metadata,
+            "roleRef": dict(self.role_ref),
+            "subjects": [{"kind": k, "apiGroup": RBAC_GROUP, "name": n} for k, n in self.subjects],
+        }
+
+
 def desired_objects(
     binding_namespace: str,
     binding: str,
@@ -211,34 +248,25 @@ def desired_objects(
     subjects: list[tuple[str, str]],
     namespaces: list[str] | None,
     limit: int = DEFAULT_SUBJECTS_PER_OBJECT,
-) -> dict[ObjectKey, Body]:
+    hash_of: Callable[[str], int] = subject_hash,
+) -> dict[ObjectKey, DesiredObject]:
     """Every RBAC object the binding is made of. An empty binding keeps one object with no subjects,
-    so its last member leaving is one update, and a member joining is one too."""
-    buckets = shard(subjects, limit)
+    so its last member leaving is one update, and a member joining is one too. A shard's subjects
+    are one tuple, shared by that shard's object in every namespace."""
+    buckets = shard(subjects, limit, hash_of)
     cluster = namespaces is None
     kind: ObjectKind = "ClusterRoleBinding" if cluster else "RoleBinding"
     role_ref = {"apiGroup": RBAC_GROUP, "kind": spec.role_ref.kind.value, "name": spec.role_ref.name}
-    objects: dict[ObjectKey, Body] = {}
-    # One subject list per shard, shared by that shard's object in every namespace: a selector
-    # binding over 50 namespaces builds its subjects once, not 50 times.
-    payloads = [[{"kind": k, "apiGroup": RBAC_GROUP, "name": n} for k, n in bucket] for bucket in buckets]
+    owner = owner_labels(binding_namespace, binding)
+    annotations = {ANNOTATION_BINDING_UID: uid}
+    shard_labels = [{**owner, LABEL_SHARD: f"{index}-of-{len(buckets)}"} for index in range(len(buckets))]
+    objects: dict[ObjectKey, DesiredObject] = {}
     for target_namespace in [""] if namespaces is None else namespaces:
-        for index, _bucket in enumerate(buckets):
+        for index, bucket in enumerate(buckets):
             name = object_name(binding_namespace, binding, index, cluster)
-            metadata: Body = {
-                "name": name,
-                "labels": {**owner_labels(binding_namespace, binding), LABEL_SHARD: f"{index}-of-{len(buckets)}"},
-                "annotations": {ANNOTATION_BINDING_UID: uid},
-            }
-            if not cluster:
-                metadata["namespace"] = target_namespace
-            objects[(kind, target_namespace, name)] = {
-                "apiVersion": RBAC_API_VERSION,
-                "kind": kind,
-                "metadata": metadata,
-                "roleRef": role_ref,
-                "subjects": payloads[index],
-            }
+            objects[(kind, target_namespace, name)] = DesiredObject(
+                kind, target_namespace, name, shard_labels[index], annotations, role_ref, bucket
+            )
     return objects
 
 
@@ -267,19 +295,19 @@ def subjects_of(body: Body) -> tuple[tuple[str, str], ...]:
     return tuple((str(s.get("kind")), str(s.get("name"))) for s in body.get("subjects") or [])
 
 
-def _ours_differ(desired: Body, observed: Body, desired_subjects: tuple[tuple[str, str], ...], seen: Any) -> bool:
-    meta, current = desired["metadata"], observed.get("metadata") or {}
+def _ours_differ(desired: DesiredObject, observed: Body, seen: tuple[tuple[str, str], ...]) -> bool:
+    current = observed.get("metadata") or {}
     labels = current.get("labels") or {}
     annotations = current.get("annotations") or {}
     return (
-        any(labels.get(k) != v for k, v in meta["labels"].items())
-        or any(annotations.get(k) != v for k, v in meta["annotations"].items())
-        or seen != desired_subjects
+        any(labels.get(k) != v for k, v in desired.labels.items())
+        or any(annotations.get(k) != v for k, v in desired.annotations.items())
+        or seen != desired.subjects
     )
 
 
 def plan(
-    desired: Mapping[ObjectKey, Body],
+    desired: Mapping[ObjectKey, DesiredObject],
     observed: Mapping[ObjectKey, Body],
     observed_subjects: Mapping[ObjectKey, tuple[tuple[str, str], ...]] | None = None,
 ) -> list[Action]:
@@ -288,21 +316,17 @@ def plan(
     `observed_subjects`: subjects_of() of each observed object, if the caller keeps them."""
     actions: list[Action] = []
     known = observed_subjects or {}
-    shared: dict[int, tuple[tuple[str, str], ...]] = {}  # one conversion per shared subject list
-    for key, body in sorted(desired.items()):
+    for key, wanted in sorted(desired.items()):
         current = observed.get(key)
         if current is None:
-            actions.append(Action("create", key, body))
+            actions.append(Action("create", key, wanted.body()))
             continue
-        if (current.get("roleRef") or {}) != body["roleRef"]:
-            actions.append(Action("recreate", key, body, _uid(current)))
+        if (current.get("roleRef") or {}) != wanted.role_ref:
+            actions.append(Action("recreate", key, wanted.body(), _uid(current)))
             continue
-        wanted = shared.get(id(body["subjects"]))
-        if wanted is None:
-            wanted = shared[id(body["subjects"])] = subjects_of(body)
         seen = known.get(key)
-        if _ours_differ(body, current, wanted, seen if seen is not None else subjects_of(current)):
-            actions.append(Action("update", key, body, _uid(current)))
+        if _ours_differ(wanted, current, seen if seen is not None else subjects_of(current)):
+            actions.append(Action("update", key, wanted.body(), _uid(current)))
     actions.extend(Action("delete", key, None, _uid(observed[key])) for key in sorted(observed) if key not in desired)
     return actions
 

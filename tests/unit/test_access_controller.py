@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from identity_operator.access.controller import AccessController
-from identity_operator.access.plan import Directory, Principal
+from identity_operator.access.controller import AccessController, SubjectHashes
+from identity_operator.access.plan import Directory, Principal, shard, subject_hash
 from identity_operator.records import AccessBindingRecord
 from identity_operator.writer import MemoryWriter
 from kubescim.api.models import AccessBindingSpec
@@ -104,3 +104,11 @@ async def test_nothing_is_computed_before_every_input_is_complete() -> None:
         access.source_ready(source)
     assert access.ready
     assert access.dirty == {"b"}
+
+
+async def test_remembered_subject_hashes_shard_exactly_like_the_hash_and_stay_bounded() -> None:
+    subjects = sorted(("User", f"okta:user{i}@example.com") for i in range(3000))
+    hashes = SubjectHashes(limit=1000)
+    assert shard(subjects, 100, hashes) == shard(subjects, 100)  # the cache changes no object
+    assert len(hashes) <= 1000  # emptied when full, not grown past its limit
+    assert hashes("okta:ada") == subject_hash("okta:ada")

@@ -172,7 +172,7 @@ def test_objects_are_labelled_and_split_within_the_limit() -> None:
     subjects = [("User", f"okta:user{i:03d}") for i in range(25)]
     objects = desired_objects("kubescim", "eng-edit", "uid-1", binding(), subjects, ["apps", "web"], limit=10)
     assert {key[1] for key in objects} == {"apps", "web"}
-    per_namespace = [o for key, o in objects.items() if key[1] == "apps"]
+    per_namespace = [o.body() for key, o in objects.items() if key[1] == "apps"]
     assert all(len(o["subjects"]) <= 10 for o in per_namespace)
     assert sorted(s["name"] for o in per_namespace for s in o["subjects"]) == [n for _, n in subjects]
     first = per_namespace[0]
@@ -210,8 +210,9 @@ def test_shard_count_is_a_power_of_two_with_room_to_grow() -> None:
 def test_plan_writes_only_what_differs_and_recreates_on_a_role_change() -> None:
     subjects = [("User", "okta:ada")]
     desired = desired_objects("ks", "b", "uid", binding(), subjects, ["apps"])
-    (key, body) = next(iter(desired.items()))
-    assert [a.verb for a in plan(desired, {})] == ["create"]
+    (key, wanted) = next(iter(desired.items()))
+    body = wanted.body()
+    assert [(a.verb, a.body) for a in plan(desired, {})] == [("create", body)]
     observed = {
         key: {
             **body,
