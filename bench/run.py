@@ -1084,6 +1084,20 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {kind} | {denied['objects_to_change']} | {denied['p50_ms']} | {denied['p99_ms']} "
                 f"({verdict(denied['p99_ms'] < 1000)}) | {denied['max_ms']} | {denied['samples']} |"
             )
+        if any("rbac_50_ms" in d for d in access["deactivation_to_denied"].values()):
+            lines += [
+                "",
+                "Where that time goes, from the same 2xx (watches): the operator's status write for the user, and "
+                "the rewrite of the everyone-binding's shard that held the user in the first namespace.",
+                "",
+                "| user | status written p50 / p99 ms | shard rewritten p50 / p99 ms |",
+                "|---|---|---|",
+            ]
+            for kind, denied in access["deactivation_to_denied"].items():
+                lines.append(
+                    f"| {kind} | {denied.get('status_50_ms', '-')} / {denied.get('status_99_ms', '-')} | "
+                    f"{denied.get('rbac_50_ms', '-')} / {denied.get('rbac_99_ms', '-')} |"
+                )
         lines += [
             "",
             "| rule edit (every user's role) | converge s | RBAC writes | objects changed | writes per changed object (target 1) |",

@@ -330,25 +330,37 @@ async def test_concurrent_posts_of_one_user_name_across_replicas(scim_env: ScimE
 
 
 async def test_concurrent_member_adds_lose_nothing(scim_env: ScimEnv) -> None:
+    """Both replicas PATCH one group at once (their group bumps contend for its members revision):
+    every PATCH succeeds, and both replicas then read exactly the members that were left."""
     async with scim_env.client(0) as first, scim_env.client(1) as second:
-        users = await asyncio.gather(*(first.post("/Users", json=okta_user(unique_user_name())) for _ in range(20)))
+        users = await asyncio.gather(*(first.post("/Users", json=okta_user(unique_user_name())) for _ in range(40)))
         ids = [u.json()["id"] for u in users]
         gid = (await first.post("/Groups", json={"displayName": f"g-{uuid.uuid4().hex[:6]}"})).json()["id"]
-        await asyncio.gather(
-            *(
-                (first if i % 2 else second).patch(
-                    f"/Groups/{gid}",
-                    json={
-                        "schemas": [PATCH_URN],
-                        "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
-                    },
+
+        async def change(op: str, user_ids: list[str]) -> None:
+            def operation(user_id: str) -> dict[str, Any]:
+                if op == "add":
+                    return {"op": "add", "path": "members", "value": [{"value": user_id}]}
+                return {"op": "remove", "path": f'members[value eq "{user_id}"]'}
+
+            responses = await asyncio.gather(
+                *(
+                    (first if i % 2 else second).patch(
+                        f"/Groups/{gid}", json={"schemas": [PATCH_URN], "Operations": [operation(user_id)]}
+                    )
+                    for i, user_id in enumerate(user_ids)
                 )
-                for i, user_id in enumerate(ids)
             )
-        )
+            assert [r.status_code for r in responses] == [200] * len(user_ids), [r.text for r in responses]
+
+        await change("add", ids)
         for client in (first, second):
             members = (await client.get(f"/Groups/{gid}")).json()["members"]
             assert {m["value"] for m in members} == set(ids)
+        await change("remove", ids[::2])
+        for client in (first, second):
+            members = (await client.get(f"/Groups/{gid}")).json()["members"]
+            assert {m["value"] for m in members} == set(ids[1::2])
 
 
 async def test_concurrent_patches_of_one_user_across_replicas_lose_nothing(scim_env: ScimEnv) -> None:
