@@ -24,7 +24,9 @@ from kubescim_dev.oktasim.org import generate
 from kubescim_dev.oktasim.pusher import OktaPusher
 from tests.conftest import ISSUED_TOKENS
 
-pytestmark = pytest.mark.slow
+# The image build in setup may take up to its own 20-minute limit on a cold cache (it took
+# longer than pytest's default 300 s on a slow CI machine): the test's limit must cover it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 NAMESPACE = "identity"
 QUICKSTART = REPO_ROOT / "docs" / "quickstart.md"
 

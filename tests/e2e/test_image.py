@@ -36,7 +36,9 @@ from kubescim_dev.oktasim.org import generate
 from kubescim_dev.oktasim.pusher import OktaPusher
 from tests.conftest import ISSUED_TOKENS, Cluster
 
-pytestmark = pytest.mark.slow
+# The image build in setup may take up to its own 20-minute limit on a cold cache (it took
+# longer than pytest's default 300 s on a slow CI machine): the test's limit must cover it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 CHART = Path(__file__).resolve().parents[2] / "charts" / "kubescim"
 WORKLOADS = {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
 
