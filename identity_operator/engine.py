@@ -83,6 +83,7 @@ from kubescim.constants import (
 )
 from kubescim.kube import ApiError, ApiUnavailable, Kube, Resource
 from kubescim.matching import UserFacts, applies_to, matches
+from kubescim.multimap import CompactMultiMap
 from kubescim.scim.filter import AttrPath
 from kubescim.scim.resources import fold
 
@@ -108,7 +109,13 @@ class AccessSink(Protocol):
     """Who reacts to membership changes with Kubernetes access (access.controller)."""
 
     def mark(
-        self, teams: Iterable[str] = (), units: Iterable[str] = (), roles: Iterable[str] = (), *, urgent: bool = True
+        self,
+        teams: Iterable[str] = (),
+        units: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        *,
+        urgent: bool = True,
+        users: Mapping[str, str | None] | None = None,
     ) -> None: ...
 
 
@@ -172,6 +179,7 @@ class Engine:
     on_recomputed: Callable[[float], None] | None = None
     # Active users as Kubernetes subjects, and who is told when they change (None: access is off).
     principals: dict[str, Principal] = field(default_factory=dict)
+    holders: CompactMultiMap = field(default_factory=CompactMultiMap)  # username -> its principals
     access: AccessSink | None = None
     # Set once every user has been evaluated after start (their writes may still be running): access
     # is never computed from half the memberships, which would revoke bindings after a restart.
@@ -503,6 +511,11 @@ class Engine:
             self.principals.pop(name, None)
         else:
             self.principals[name] = principal
+        if before != principal:
+            if before is not None:
+                self.holders.discard(before.username, name)
+            if principal is not None:
+                self.holders.add(principal.username, name)
         if self.access is not None and (before != principal or old != verdict):
             desired = self.memberships.desired.get(name)
             self.access.mark(
@@ -510,6 +523,7 @@ class Engine:
                 units=desired.business_units if desired else (),
                 roles={v.role for v in (old, verdict) if v is not None},
                 urgent=urgent,
+                users={name: before.username if before is not None else None},
             )
 
     def directory(self) -> Directory:
@@ -522,6 +536,7 @@ class Engine:
             role_holders=self.role_holders,
             team_labels={t.name: t.labels for t in self.view.targets.values() if t.kind == "Team"},
             group_prefixes=tuple(prefixes),
+            holders=self.holders.values_of,
         )
 
     def compute(self, user: UserRecord, facts: UserFacts) -> tuple[Desired, list[Grant]]:
@@ -542,10 +557,12 @@ class Engine:
         self.dirty_rules.update(rules)
         self.mark_targets(changed)
         if self.access is not None and changed:
+            principal = self.principals.get(name)  # not yet updated: the username it had
             self.access.mark(
                 teams=[t for k, t in changed if k == "Team"],
                 units=[t for k, t in changed if k == "BusinessUnit"],
                 urgent=urgent,
+                users={name: principal.username if principal is not None else None},
             )
 
     # --- user worker ----------------------------------------------------------------------------

@@ -269,9 +269,9 @@ async def _on_target(kind: TargetKind, event: kopf.RawEvent, name: str, memo: ko
     if record is None and not _deleted(event):
         return
     labels_changed = (previous.labels if previous else {}) != (record.labels if record else {})
-    if kind == "Team" and labels_changed:
+    if kind == "Team" and (labels_changed or (previous is None) != (record is None)):
         access: AccessController = memo.access
-        access.mark(teams=[name])  # AccessBindings' teamSelector reads Team labels
+        access.mark(teams=[name])  # AccessBindings' teamSelector reads Team labels (an empty one: any)
     if record is not None and previous is not None and previous.generation == record.generation:
         return  # a status or label write: the members and business unit did not change
     engine.target_changed(kind, name, previous, record)

@@ -9,13 +9,19 @@ Big bindings are split into shards of at most `limit` subjects (an RBAC object m
 etcd's 1.5 MiB). A subject's shard is a hash of its name, so adding or removing one subject rewrites
 one object; the shard count is a power of two chosen from the subject count and changes only when
 the count doubles or halves past it.
+
+A few users' changes (a leaver, a joiner) need not recompute a binding of everyone: `user_subject`
+says whether one user is a subject now, and `reshard` moves those subjects in the shards last
+computed, giving exactly what `shard` would give the whole changed list, or None when the shard
+count would change (then the binding is recomputed).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter
@@ -48,6 +54,8 @@ ObjectKind = Literal["RoleBinding", "ClusterRoleBinding"]
 # (kind, namespace or "" for cluster-scoped, name)
 ObjectKey = tuple[ObjectKind, str, str]
 Body = dict[str, Any]
+Subject = tuple[str, str]  # (kind, name)
+Shards = tuple[tuple[Subject, ...], ...]
 
 
 # --- selection --------------------------------------------------------------------------------
@@ -132,6 +140,27 @@ class Directory:
     role_holders: Mapping[str, Iterable[str]]
     team_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     group_prefixes: tuple[str, ...] = ("",)
+    # A Kubernetes username -> the active users holding it (two users can share one). None: not
+    # kept, so a user's change cannot be applied on its own and bindings are recomputed whole.
+    holders: Callable[[str], Iterable[str]] | None = None
+
+
+@dataclass(frozen=True)
+class BoundNames:
+    """The teams, units and roles a binding's subjects were computed from: a change to their
+    members is a change the binding may need."""
+
+    teams: frozenset[str]
+    units: frozenset[str]
+    roles: frozenset[str]
+
+
+def bound_names(spec: AccessBindingSpec, directory: Directory) -> BoundNames:
+    return BoundNames(
+        frozenset(selected_teams(spec, directory.team_labels)),
+        frozenset(spec.subjects.business_units or []),
+        frozenset(spec.subjects.roles or []),
+    )
 
 
 def _members(names: Iterable[str], index: Mapping[str, Iterable[str]]) -> set[str]:
@@ -166,6 +195,46 @@ def subject_names(spec: AccessBindingSpec, directory: Directory) -> list[tuple[s
     return list(zip(repeat("User"), sorted(usernames)))
 
 
+def _in_any(user: str, names: Iterable[str], index: Mapping[str, Iterable[str]]) -> bool:
+    return any(user in index.get(name, ()) for name in names)
+
+
+def user_subject(spec: AccessBindingSpec, bound: BoundNames, directory: Directory, user: str) -> str | None:
+    """The username one user (a ScimUser's object name) makes a subject of this User binding now,
+    or None: subject_names for one user, with the teams the binding was computed from."""
+    principal = directory.principals.get(user)
+    if spec.subject_kind == SubjectKind.GROUP or principal is None or not principal.username:
+        return None
+    subjects = spec.subjects
+    held: list[bool] = []
+    if subjects.teams is not None or subjects.team_selector is not None:
+        held.append(_in_any(user, bound.teams, directory.team_members))
+    if subjects.business_units is not None:
+        held.append(_in_any(user, bound.units, directory.unit_members))
+    if subjects.roles is not None:
+        held.append(_in_any(user, bound.roles, directory.role_holders))
+    if not held:
+        return None
+    chosen = all(held) if subjects.require == SubjectRequirement.ALL else any(held)
+    return principal.username if chosen else None
+
+
+def subjects_now(
+    spec: AccessBindingSpec,
+    bound: BoundNames,
+    directory: Directory,
+    holders: Callable[[str], Iterable[str]],
+    usernames: Iterable[str],
+) -> dict[Subject, bool]:
+    """For each username, whether it is one of the binding's subjects now: whether any active user
+    holding it is one (of two users sharing a username, one leaving keeps the other's access)."""
+    return {
+        ("User", username): any(user_subject(spec, bound, directory, user) == username for user in holders(username))
+        for username in usernames
+        if username
+    }
+
+
 # --- objects ----------------------------------------------------------------------------------
 
 
@@ -181,23 +250,49 @@ def subject_hash(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
 
 
-def shard(
-    subjects: list[tuple[str, str]], limit: int, hash_of: Callable[[str], int] = subject_hash
-) -> list[tuple[tuple[str, str], ...]]:
+def shard(subjects: list[tuple[str, str]], limit: int, hash_of: Callable[[str], int] = subject_hash) -> Shards:
     """Split sorted subjects into shards of at most `limit` each, stable under single changes.
     `hash_of`: subject_hash, or a cache of it (the controller's: hashing 100,000 names is most of
     recomputing a binding of everyone)."""
     shards = shard_count(len(subjects), limit)
     if shards == 1:
-        return [tuple(subjects)]
+        return (tuple(subjects),)
     hashes = [hash_of(name) for _, name in subjects]
     while True:
         buckets: list[list[tuple[str, str]]] = [[] for _ in range(shards)]
         for subject, value in zip(subjects, hashes, strict=True):
             buckets[value % shards].append(subject)
         if max(len(b) for b in buckets) <= limit:
-            return [tuple(b) for b in buckets]
+            return tuple(map(tuple, buckets))
         shards *= 2  # an unlucky hash spread: more shards (deterministic, so stable too)
+
+
+def reshard(
+    shards: Sequence[tuple[Subject, ...]],
+    limit: int,
+    wanted: Mapping[Subject, bool],
+    hash_of: Callable[[str], int] = subject_hash,
+) -> tuple[Shards, frozenset[int]] | None:
+    """Put each subject in (True) or out of (False) shards that `shard` made, and say which shards
+    changed. The result is exactly `shard` of the changed list; None when that would have another
+    shard count (the list crossed a power of two, or a shard outgrew the limit): shard it whole."""
+    count = len(shards)
+    result = list(shards)
+    size = sum(map(len, shards))
+    touched: set[int] = set()
+    for subject, present in wanted.items():
+        index = 0 if count == 1 else hash_of(subject[1]) % count
+        bucket = result[index]
+        at = bisect_left(bucket, subject)
+        there = at < len(bucket) and bucket[at] == subject
+        if present == there:
+            continue
+        result[index] = (*bucket[:at], subject, *bucket[at:]) if present else bucket[:at] + bucket[at + 1 :]
+        size += 1 if present else -1
+        touched.add(index)
+    if touched and (shard_count(size, limit) != count or any(len(result[i]) > limit for i in touched)):
+        return None
+    return tuple(result), frozenset(touched)
 
 
 def object_name(binding_namespace: str, binding: str, index: int, cluster: bool) -> str:
@@ -251,21 +346,34 @@ def desired_objects(
     hash_of: Callable[[str], int] = subject_hash,
 ) -> dict[ObjectKey, DesiredObject]:
     """Every RBAC object the binding is made of. An empty binding keeps one object with no subjects,
-    so its last member leaving is one update, and a member joining is one too. A shard's subjects
-    are one tuple, shared by that shard's object in every namespace."""
-    buckets = shard(subjects, limit, hash_of)
+    so its last member leaving is one update, and a member joining is one too."""
+    return shard_objects(binding_namespace, binding, uid, spec, shard(subjects, limit, hash_of), namespaces)
+
+
+def shard_objects(
+    binding_namespace: str,
+    binding: str,
+    uid: str,
+    spec: AccessBindingSpec,
+    shards: Shards,
+    namespaces: list[str] | None,
+    only: Iterable[int] | None = None,
+) -> dict[ObjectKey, DesiredObject]:
+    """The RBAC objects of these shards (`only`: of those shard indexes), in every namespace of the
+    scope. A shard's subjects are one tuple, shared by its object in every namespace."""
     cluster = namespaces is None
     kind: ObjectKind = "ClusterRoleBinding" if cluster else "RoleBinding"
     role_ref = {"apiGroup": RBAC_GROUP, "kind": spec.role_ref.kind.value, "name": spec.role_ref.name}
     owner = owner_labels(binding_namespace, binding)
     annotations = {ANNOTATION_BINDING_UID: uid}
-    shard_labels = [{**owner, LABEL_SHARD: f"{index}-of-{len(buckets)}"} for index in range(len(buckets))]
+    indexes = sorted(only) if only is not None else range(len(shards))
+    labels = {index: {**owner, LABEL_SHARD: f"{index}-of-{len(shards)}"} for index in indexes}
     objects: dict[ObjectKey, DesiredObject] = {}
     for target_namespace in [""] if namespaces is None else namespaces:
-        for index, bucket in enumerate(buckets):
+        for index in indexes:
             name = object_name(binding_namespace, binding, index, cluster)
             objects[(kind, target_namespace, name)] = DesiredObject(
-                kind, target_namespace, name, shard_labels[index], annotations, role_ref, bucket
+                kind, target_namespace, name, labels[index], annotations, role_ref, shards[index]
             )
     return objects
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from identity_operator.access.controller import AccessController, SubjectHashes
-from identity_operator.access.plan import Directory, Principal, shard, subject_hash
+from identity_operator.access.plan import Directory, Principal, shard, subject_hash, subject_names
 from identity_operator.records import AccessBindingRecord
 from identity_operator.writer import MemoryWriter
 from kubescim.api.models import AccessBindingSpec
@@ -112,3 +113,52 @@ async def test_remembered_subject_hashes_shard_exactly_like_the_hash_and_stay_bo
     assert shard(subjects, 100, hashes) == shard(subjects, 100)  # the cache changes no object
     assert len(hashes) <= 1000  # emptied when full, not grown past its limit
     assert hashes("okta:ada") == subject_hash("okta:ada")
+
+
+async def test_a_leaver_rewrites_only_their_shard_and_a_shared_username_keeps_its_access(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    principals = {f"u{i}": Principal(f"u{i}", f"okta:u{i}", "okta") for i in range(40)}
+    principals["u40"] = Principal("u40", "okta:u39", "okta")  # a second account with u39's username
+    team = {"eng": dict.fromkeys(principals)}
+
+    def directory() -> Directory:
+        holders: dict[str, list[str]] = {}
+        for p in principals.values():
+            holders.setdefault(p.username, []).append(p.user)
+        return Directory(principals, team, {}, {}, holders=lambda name: holders.get(name, ()))
+
+    writer = MemoryWriter()
+    bindings = {"b": record("b")}
+    access = AccessController(
+        writer, "kubescim", frozenset({"ClusterRole/edit"}), lambda: bindings, directory, subjects_per_object=10
+    )
+    access.namespaces_listed([{"metadata": {"name": "apps"}}], "1")
+    for source in ("engine", "rolebindings", "clusterrolebindings"):
+        access.source_ready(source)
+    access.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert len(writer.of("apply")) == 8  # 40 subjects in shards of at most 10
+        bindings["b"] = record("b")  # our status write comes back from the watch as a new record
+
+        def recomputed(*_: Any) -> Any:
+            raise AssertionError("a user's own change recomputed the whole binding")
+
+        monkeypatch.setattr("identity_operator.access.controller.subject_names", recomputed)
+        del principals["u7"]  # deactivated
+        access.mark(teams=["eng"], users={"u7": "okta:u7"})
+        await asyncio.sleep(0.2)
+        assert len(writer.of("apply")) == 9  # the leaver's shard, nothing else
+        del principals["u40"]  # u39 still holds "okta:u39": nothing to revoke
+        access.mark(teams=["eng"], users={"u40": "okta:u39"})
+        await asyncio.sleep(0.2)
+        assert len(writer.of("apply")) == 9
+        assert statuses(writer)[-1]["subjectCount"] == 39
+    finally:
+        await access.stop()
+    monkeypatch.undo()
+    spec = record("b").spec
+    assert spec is not None
+    whole = shard(subject_names(spec, directory()), 10)
+    assert sorted(access.observed_subjects.values()) == sorted(whole)

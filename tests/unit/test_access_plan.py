@@ -10,15 +10,20 @@ from hypothesis import strategies as st
 from identity_operator.access.plan import (
     Directory,
     Principal,
+    bound_names,
     desired_objects,
     kubernetes_username,
     plan,
+    reshard,
     role_allowed,
     scope_namespaces,
     selector_matches,
     shard,
     shard_count,
+    shard_objects,
     subject_names,
+    subjects_now,
+    user_subject,
 )
 from identity_operator.roles import Catalog, RoleRule, resolve_role, undeclared
 from kubescim.api.models import (
@@ -198,6 +203,106 @@ def test_sharding_one_change_rewrites_at_most_one_object(names: set[str], limit:
     after = shard(sorted([*subjects, ("User", extra)]), limit)
     if len(after) == len(before):  # the shard count changes only when the count doubles past it
         assert sum(1 for b, a in zip(before, after, strict=True) if b != a) == 1
+
+
+SPECS = [
+    binding(subjects={"teams": ["t0", "t1"]}),
+    binding(subjects={"teams": ["t0"], "roles": ["r0"]}),
+    binding(subjects={"businessUnits": ["b0"], "teams": ["t1"], "require": "All"}),
+    binding(subjects={"teamSelector": {"matchLabels": {"kind": "x"}}}),
+    binding(subjects={"teamSelector": {}, "roles": ["r1"], "require": "All"}),
+]
+USERS = [f"u{i}" for i in range(12)]
+# A small pool of usernames: users come to share one, and one of them leaving must keep the other.
+USERNAMES = [f"okta:{c}" for c in "abcdefgh"]
+CHANGES = st.one_of(
+    st.tuples(st.just("team"), st.sampled_from(["t0", "t1", "t2"]), st.booleans()),
+    st.tuples(st.just("unit"), st.sampled_from(["b0", "b1"]), st.booleans()),
+    st.tuples(st.just("role"), st.sampled_from(["r0", "r1"]), st.booleans()),
+    st.tuples(st.just("active"), st.sampled_from([None, *USERNAMES]), st.booleans()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spec=st.sampled_from(SPECS),
+    limit=st.integers(min_value=1, max_value=6),
+    steps=st.lists(st.tuples(st.sampled_from(USERS), CHANGES), max_size=40),
+    start=st.lists(st.tuples(st.sampled_from(USERS), CHANGES), max_size=40),
+)
+def test_applying_users_changes_to_the_shards_equals_recomputing_the_binding(
+    spec: AccessBindingSpec, limit: int, steps: list[tuple[str, Any]], start: list[tuple[str, Any]]
+) -> None:
+    principals: dict[str, Principal] = {}
+    members: dict[str, dict[str, set[str]]] = {"team": {}, "unit": {}, "role": {}}
+
+    def change(user: str, what: tuple[str, Any, bool]) -> None:
+        kind, target, on = what
+        if kind == "active":
+            if target is None or not on:
+                principals.pop(user, None)
+            else:
+                principals[user] = Principal(user, target, "okta")
+        else:
+            group = members[kind].setdefault(target, set())
+            (group.add if on else group.discard)(user)
+
+    def directory() -> Directory:
+        holders: dict[str, list[str]] = {}
+        for p in principals.values():
+            holders.setdefault(p.username, []).append(p.user)
+        return Directory(
+            principals=dict(principals),
+            team_members=members["team"],
+            unit_members=members["unit"],
+            role_holders=members["role"],
+            team_labels={"t0": {"kind": "x"}, "t1": {}, "t2": {"kind": "x"}},
+            holders=lambda name: holders.get(name, ()),
+        )
+
+    for user, what in start:
+        change(user, what)
+    bound = bound_names(spec, directory())
+    shards = shard(subject_names(spec, directory()), limit)
+    for user, what in steps:
+        before = principals.get(user)
+        change(user, what)
+        now = directory()
+        after = principals.get(user)
+        usernames = {p.username for p in (before, after) if p is not None}
+        assert now.holders is not None
+        moved = reshard(shards, limit, subjects_now(spec, bound, now, now.holders, usernames))
+        whole = shard(subject_names(spec, now), limit)
+        if moved is not None:
+            assert moved[0] == whole
+            assert moved[1] == {i for i in range(len(whole)) if whole[i] != shards[i]}
+        elif len(whole) == len(shards) == shard_count(sum(map(len, whole)), limit):
+            raise AssertionError("gave up on a change that keeps the shard count")
+        shards = whole
+
+
+def test_a_user_is_a_subject_by_the_binding_s_own_lists() -> None:
+    bound = bound_names(binding(), DIRECTORY)
+    assert user_subject(binding(), bound, DIRECTORY, "u1") == "okta:ada"
+    assert user_subject(binding(), bound, DIRECTORY, "u3") is None  # in ops, not eng
+    assert user_subject(binding(), bound, DIRECTORY, "u-inactive") is None  # a member, but no principal
+    groups = binding(subjectKind="Group")
+    assert user_subject(groups, bound_names(groups, DIRECTORY), DIRECTORY, "u1") is None
+
+
+def test_reshard_writes_one_shard_per_change_and_gives_up_when_the_count_changes() -> None:
+    subjects = [("User", f"okta:user{i:03d}") for i in range(40)]
+    shards = shard(subjects, 10)
+    assert len(shards) == 8
+    moved = reshard(shards, 10, {("User", "okta:user007"): False, ("User", "okta:new"): True})
+    assert moved is not None
+    assert moved[0] == shard(sorted({*subjects, ("User", "okta:new")} - {("User", "okta:user007")}), 10)
+    assert 1 <= len(moved[1]) <= 2
+    assert reshard(shards, 10, {("User", "okta:user007"): True}) == (shards, frozenset())  # already there
+    many = {("User", f"okta:more{i}"): True for i in range(40)}
+    assert reshard(shards, 10, many) is None  # 80 subjects need 16 shards: recompute whole
+    objects = shard_objects("kubescim", "b", "uid", binding(), moved[0], ["apps", "web"], moved[1])
+    assert len(objects) == 2 * len(moved[1])  # only the changed shards, in each namespace
 
 
 def test_shard_count_is_a_power_of_two_with_room_to_grow() -> None:
