@@ -35,6 +35,7 @@ from kubescim.scim.patch import (
 )
 from kubescim.scim.projection import parse_attribute_list, project
 from kubescim.scim.resources import (
+    MemberList,
     group_spec_from_scim,
     group_to_scim,
     members_from_scim,
@@ -198,7 +199,7 @@ class ScimService:
     def group_resource(self, entry: Entry, base_url: str, *, with_members: bool = True) -> dict[str, Any]:
         members = None
         if with_members:
-            members = [
+            members = MemberList(
                 {
                     "value": u.scim_id,
                     "$ref": f"{base_url}/Users/{u.scim_id}",
@@ -206,7 +207,7 @@ class ScimService:
                 }
                 for u in self.index.group_members(entry.scim_id)
                 if u.provider == entry.provider
-            ]
+            )
         return group_to_scim(
             entry.spec,
             scim_id=entry.scim_id,

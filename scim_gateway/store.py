@@ -55,6 +55,7 @@ class KubeStore:
         self.storage = ScimStorage(kube, namespace)
         self._writes = asyncio.Semaphore(write_concurrency)
         self._bumps: dict[str, _Bump] = {}
+        self._group_reads: dict[str, _Read] = {}
 
     # --- fresh reads --------------------------------------------------------------------------------
 
@@ -92,14 +93,39 @@ class KubeStore:
         return entry if entry is not None and entry.provider == provider else None
 
     async def fetch_group(self, provider: str, scim_id: str) -> Entry | None:
+        """The group as the API server has it now. Concurrent requests for one group share a read,
+        but only one sent after they arrived: a joiner never gets a state older than its own request
+        (a group deleted before it arrived is 404), so sharing keeps every answer linearizable.
+        Okta pushes a busy group as many concurrent member PATCHes: they then cost one GET per
+        batch instead of one each. At most one read of a group is in flight; the next one gathers
+        everyone who arrives meanwhile."""
         if not _name_ok(scim_id):
             return None  # not an id we could have issued (and not safe in a URL path)
-        obj = await self.storage.get(SCIM_GROUPS, scim_id)
+        read = self._group_reads.get(scim_id)
+        if read is None or read.sent or read.task is None:
+            read = _Read()
+            task = asyncio.create_task(self._read_group(scim_id, read, self._group_reads.get(scim_id)))
+            task.add_done_callback(_retrieve)  # every joiner may have been cancelled
+            read.task = task
+            self._group_reads[scim_id] = read
+        else:
+            task = read.task
+        entry = await asyncio.shield(task)
+        return entry if entry is not None and entry.provider == provider else None
+
+    async def _read_group(self, scim_id: str, read: _Read, previous: _Read | None) -> Entry | None:
+        try:
+            if previous is not None and previous.task is not None:
+                await asyncio.wait([previous.task])  # its outcome is its own joiners'
+            read.sent = True  # from here on the GET may be on the wire: later arrivals need the next
+            obj = await self.storage.get(SCIM_GROUPS, scim_id)
+        finally:
+            if self._group_reads.get(scim_id) is read:
+                del self._group_reads[scim_id]
         if obj is None:
             self._forget(self.index.groups, scim_id)
             return None
-        entry = self.index.groups.upsert(obj)
-        return entry if entry is not None and entry.provider == provider else None
+        return self.index.groups.upsert(obj)
 
     @staticmethod
     def _forget(collection: Collection, object_name: str) -> None:
@@ -297,6 +323,19 @@ class _Bump:
     done: int = 0
     task: asyncio.Task[None] | None = None
     entry: Entry | None = None
+
+
+@dataclass
+class _Read:
+    """One shared fresh read of a group: joinable until its GET is sent."""
+
+    sent: bool = False
+    task: asyncio.Task[Entry | None] | None = None
+
+
+def _retrieve(task: asyncio.Task[Entry | None]) -> None:
+    if not task.cancelled():
+        task.exception()  # its joiners got it; no "exception never retrieved" when they all left
 
 
 def _label_value_ok(value: str) -> bool:

@@ -9,6 +9,7 @@ they survive renames and backup/restore.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 import uuid
@@ -24,6 +25,25 @@ from kubescim.scim.schema import ENTERPRISE_SCHEMA, GROUP_URN, USER_URN
 _USER_FIELDS = {field.alias or name: name for name, field in ScimUserSpec.model_fields.items()}
 _USER_CORE_KEYS = {alias.lower(): alias for alias in _USER_FIELDS if alias not in ("provider", "extensions")}
 _SLUG = re.compile(r"[^a-z0-9]+")
+# What JSON must escape in a string (ensure_ascii off): a string without these encodes as itself.
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
+
+
+class MemberList(list[dict[str, str]]):
+    """A group's `members` as rendered ({value, $ref, type} each). A 200 answer to a member PATCH
+    carries the whole group: for thousands of members the generic JSON encoder was most of the
+    gateway's CPU for it (profiled), and these rows encode in one f-string each."""
+
+    def to_json(self) -> str:
+        """The same text as `json.dumps(self, ensure_ascii=False, separators=(",", ":"))`."""
+        try:
+            rows = [(m["value"], m["$ref"], m["type"]) for m in self if len(m) == 3]
+            plain = len(rows) == len(self) and not _NEEDS_ESCAPE.search("".join(v for row in rows for v in row))
+        except (KeyError, TypeError):  # not the shape it is built with, or not strings: encode it generically
+            plain = False
+        if not plain:
+            return json.dumps(self, ensure_ascii=False, separators=(",", ":"))
+        return "[" + ",".join(f'{{"value":"{v}","$ref":"{r}","type":"{t}"}}' for v, r, t in rows) + "]"
 
 
 def fold(text: str) -> str:
@@ -196,7 +216,7 @@ def group_to_scim(
     last_modified: str,
     version: str,
     location: str,
-    members: list[dict[str, str]] | None,
+    members: MemberList | None,
 ) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "schemas": [GROUP_URN],
