@@ -86,7 +86,14 @@ async def bench_write_path(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dic
             direct_runs, gateway_runs, patch_runs, label_runs = [], [], [], []
             # CPU per request of each process: on two shared cores the throughput ratio is bounded by
             # how the gateway's CPU compares with the API server's, which this shows directly.
-            cpu: dict[str, float] = {"direct_apiserver": 0.0, "gateway": 0.0, "gateway_apiserver": 0.0}
+            cpu: dict[str, float] = {
+                "direct_apiserver": 0.0,
+                "gateway": 0.0,
+                "gateway_apiserver": 0.0,
+                "member_patch_gateway": 0.0,
+                "member_patch_apiserver": 0.0,
+                "label_patch_apiserver": 0.0,
+            }
             apiserver_pid = plane.pid("kube-apiserver")
             gateway_pid = env.gateway.process.pid if env.gateway.process else None
             for _ in range(sizes.write_repeats):
@@ -131,13 +138,20 @@ async def bench_write_path(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dic
                     cpu["gateway_apiserver"] += cpu_seconds(apiserver_pid) - before_api
                     cpu["gateway"] += cpu_seconds(gateway_pid) - before_gateway
 
+                    before_api, before_gateway = cpu_seconds(apiserver_pid), cpu_seconds(gateway_pid)
                     patch_runs.append(await _member_patches(client, ids, concurrency, 200))
+                    cpu["member_patch_apiserver"] += cpu_seconds(apiserver_pid) - before_api
+                    cpu["member_patch_gateway"] += cpu_seconds(gateway_pid) - before_gateway
                     all_ids[concurrency].append(ids)
-                    users, _ = await kube.list(
+                # The baseline labels the same users, as many patches as the member PATCHes above.
+                users = []
+                for chunk in range(0, len(ids), 100):
+                    found, _ = await kube.list(
                         SCIM_USERS,
                         env.namespace,
-                        label_selector=f"identity.kubescim.dev/scim-id in ({','.join(ids[:50])})",
+                        label_selector=f"identity.kubescim.dev/scim-id in ({','.join(ids[chunk : chunk + 100])})",
                     )
+                    users += found
 
                 def label_job(name: str, tag: str = tag) -> Any:
                     async def label() -> None:
@@ -152,8 +166,10 @@ async def bench_write_path(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dic
 
                 names = [u["metadata"]["name"] for u in users]
                 start = time.perf_counter()
+                before_api = cpu_seconds(apiserver_pid)
                 latencies = await bounded(concurrency, [label_job(n) for n in names])
                 label_runs.append(summary(latencies, time.perf_counter() - start))
+                cpu["label_patch_apiserver"] += cpu_seconds(apiserver_pid) - before_api
             direct, gateway = median_of(direct_runs), median_of(gateway_runs)
             out["levels"][str(concurrency)] = {
                 "direct_create": direct,
@@ -920,13 +936,17 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "CPU per request (ms, from /proc; the machine's two cores are shared, so the ratio above is bounded by these):",
             "",
-            "| concurrency | API server per direct create | API server per gateway POST | gateway per POST |",
-            "|---|---|---|---|",
+            "| concurrency | API server per direct create | API server per gateway POST | gateway per POST | API server per direct label patch | API server per member PATCH | gateway per member PATCH |",
+            "|---|---|---|---|---|---|---|",
         ]
         for level, f in write["levels"].items():
             c = f.get("cpu_ms_per_request")
             if c:
-                lines.append(f"| {level} | {c['direct_apiserver']} | {c['gateway_apiserver']} | {c['gateway']} |")
+                lines.append(
+                    f"| {level} | {c['direct_apiserver']} | {c['gateway_apiserver']} | {c['gateway']} | "
+                    f"{c.get('label_patch_apiserver', '-')} | {c.get('member_patch_apiserver', '-')} | "
+                    f"{c.get('member_patch_gateway', '-')} |"
+                )
         lines.append("")
     read = results.get("read_path")
     if read:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import operator
 import sys
 from collections import defaultdict
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from kubescim.scim.resources import fold
 # Late events of a deleted object arrive within milliseconds; a relist forgets all tombstones anyway.
 MAX_TOMBSTONES = 10_000
 SortKey = tuple[str, str]  # (creationTimestamp, id): new objects sort last, so paging is stable
+_BY_SORT_KEY = operator.attrgetter("created", "scim_id")
 
 
 @dataclass(slots=True)
@@ -318,8 +320,9 @@ class Index:
                 self.members[group_id].add(new.scim_id)
 
     def group_members(self, group_id: str) -> list[Entry]:
-        users = (self.users.by_id.get(i) for i in self.members.get(group_id, ()))
-        return sorted((u for u in users if u is not None), key=lambda u: u.sort_key)
+        users = [u for u in map(self.users.by_id.get, self.members.get(group_id, ())) if u is not None]
+        users.sort(key=_BY_SORT_KEY)  # Entry.sort_key, built in C: a 200 answer sorts every member
+        return users
 
     def member_ids(self, group_id: str) -> set[str]:
         return set(self.members.get(group_id, ()))

@@ -13,6 +13,7 @@ import json
 import re
 import unicodedata
 import uuid
+from json.encoder import encode_basestring
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,8 +26,9 @@ from kubescim.scim.schema import ENTERPRISE_SCHEMA, GROUP_URN, USER_URN
 _USER_FIELDS = {field.alias or name: name for name, field in ScimUserSpec.model_fields.items()}
 _USER_CORE_KEYS = {alias.lower(): alias for alias in _USER_FIELDS if alias not in ("provider", "extensions")}
 _SLUG = re.compile(r"[^a-z0-9]+")
-# What JSON must escape in a string (ensure_ascii off): a string without these encodes as itself.
-_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
+
+
+_ROW_KEYS = ("value", "$ref", "type")  # in the order the generic encoder would write them
 
 
 class MemberList(list[dict[str, str]]):
@@ -37,13 +39,15 @@ class MemberList(list[dict[str, str]]):
     def to_json(self) -> str:
         """The same text as `json.dumps(self, ensure_ascii=False, separators=(",", ":"))`."""
         try:
-            rows = [(m["value"], m["$ref"], m["type"]) for m in self if len(m) == 3]
-            plain = len(rows) == len(self) and not _NEEDS_ESCAPE.search("".join(v for row in rows for v in row))
+            rows = [(m["value"], m["$ref"], m["type"]) for m in self if tuple(m) == _ROW_KEYS]
+            text = "".join(map("".join, rows))
+            # Nothing to escape in any of them (one C scan): each string then encodes as itself.
+            plain = len(rows) == len(self) and len(encode_basestring(text)) == len(text) + 2
         except (KeyError, TypeError):  # not the shape it is built with, or not strings: encode it generically
             plain = False
         if not plain:
             return json.dumps(self, ensure_ascii=False, separators=(",", ":"))
-        return "[" + ",".join(f'{{"value":"{v}","$ref":"{r}","type":"{t}"}}' for v, r, t in rows) + "]"
+        return "[" + ",".join([f'{{"value":"{v}","$ref":"{r}","type":"{t}"}}' for v, r, t in rows]) + "]"
 
 
 def fold(text: str) -> str:
