@@ -20,7 +20,8 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,8 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
 }
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 READ_RETRIES_ON_429 = 5
+# How long a token read from a file is used before the file is read again (client-go's period).
+TOKEN_FILE_PERIOD_SECONDS = 60.0
 
 
 def _user_agent() -> str:
@@ -78,6 +81,27 @@ class ApiUnavailable(Exception):
     """The API server could not be reached, timed out, or answered 5xx/429: retry later."""
 
 
+@dataclass
+class FileToken:
+    """A bearer token kept in a file (a projected service-account token): read at most once per
+    `period` rather than on every request, and again at once when the API server answers 401. The
+    kubelet rewrites the file well before the old token expires (at 80 % of its life), so a
+    minute-old copy is still valid, as client-go assumes."""
+
+    path: Path
+    period: float = TOKEN_FILE_PERIOD_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _value: str | None = None
+    _read_at: float = 0.0
+
+    def get(self, refresh: bool = False) -> str:
+        now = self.clock()
+        if refresh or self._value is None or now - self._read_at >= self.period:
+            self._value = self.path.read_text().strip()
+            self._read_at = now
+        return self._value
+
+
 @dataclass(frozen=True)
 class KubeConfig:
     server: str
@@ -91,6 +115,11 @@ class KubeConfig:
     proxy_url: str | None = None  # the cluster's proxy-url (http/https proxies)
     tls_server_name: str | None = None  # the cluster's tls-server-name (SNI and certificate check)
     exec_plugin: ExecPlugin | None = field(default=None, compare=False, hash=False)  # the user's `exec`
+    _file_token: FileToken | None = field(default=None, init=False, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.token_file:
+            object.__setattr__(self, "_file_token", FileToken(self.token_file))
 
     @classmethod
     def load(cls, kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> KubeConfig:
@@ -167,10 +196,9 @@ class KubeConfig:
                 )
         return context
 
-    def bearer_token(self) -> str | None:
-        # Projected service-account tokens rotate: read the file each time we build headers.
-        if self.token_file:
-            return self.token_file.read_text().strip()
+    def bearer_token(self, refresh: bool = False) -> str | None:
+        if self._file_token is not None:  # projected service-account tokens rotate (FileToken)
+            return self._file_token.get(refresh)
         if self.exec_plugin is not None:
             return self.exec_plugin.credential().token
         return self.token
@@ -288,6 +316,11 @@ class Kube:
                 refreshed = True
                 token = (await asyncio.to_thread(plugin.credential, refresh=True)).token
                 headers = {**headers, **self._headers(None, token)}
+                continue
+            if status == 401 and self.config.token_file and not refreshed:
+                # The token file was rewritten since we read it: read it again, once.
+                refreshed = True
+                headers = {**headers, "Authorization": f"Bearer {self.config.bearer_token(refresh=True)}"}
                 continue
             # A read refused with 429 (priority and fairness, or a watch cache re-initialising under a
             # burst of writes: seen at 100,000 users) is safe to repeat after the pause it asks for.
