@@ -1204,8 +1204,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "memory": bench_memory,
         "peer": bench_peer,
         "okta": bench_okta,
-        "access": bench_access,
+        # Storage (about a minute) before access (the longest at --full), so a run cut short keeps it.
         "storage": bench_storage,
+        "access": bench_access,
     }
     chosen = [(name, scenario) for name, scenario in scenarios.items() if not args.only or name in args.only]
     # Each scenario gets a control plane of its own (except at smoke size, where figures are not
