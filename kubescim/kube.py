@@ -274,6 +274,13 @@ class Kube:
             headers["Content-Type"] = content_type
         return headers
 
+    async def _fresh_token(self) -> str | None:
+        """The credential taken again, bypassing caches (the plugin runs off the event loop)."""
+        plugin = self.config.exec_plugin
+        if plugin is not None:  # as for the request's first attempt, the plugin comes first
+            return (await asyncio.to_thread(plugin.credential, refresh=True)).token
+        return self.config.bearer_token(refresh=True)
+
     async def request(
         self,
         method: str,
@@ -311,16 +318,11 @@ class Kube:
                     raw = await response.read()
             except (TimeoutError, aiohttp.ClientError) as error:
                 raise ApiUnavailable(f"{method} {path}: {type(error).__name__}: {error}") from error
-            if status == 401 and plugin is not None and not refreshed:
-                # The plugin's credential was revoked or expired early: run it again, once (as kubectl).
+            if status == 401 and not refreshed and (plugin is not None or self.config.token_file):
+                # The credential was revoked or rotated since we took it (the plugin's expired early,
+                # or the kubelet rewrote the token file): take a fresh one, once, as kubectl does.
                 refreshed = True
-                token = (await asyncio.to_thread(plugin.credential, refresh=True)).token
-                headers = {**headers, **self._headers(None, token)}
-                continue
-            if status == 401 and self.config.token_file and not refreshed:
-                # The token file was rewritten since we read it: read it again, once.
-                refreshed = True
-                headers = {**headers, "Authorization": f"Bearer {self.config.bearer_token(refresh=True)}"}
+                headers = {**headers, **self._headers(None, await self._fresh_token())}
                 continue
             # A read refused with 429 (priority and fairness, or a watch cache re-initialising under a
             # burst of writes: seen at 100,000 users) is safe to repeat after the pause it asks for.
