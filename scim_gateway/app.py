@@ -22,10 +22,11 @@ from kubescim.scim.errors import ScimError, bad_request, unavailable
 from scim_gateway.auth_report import RejectionReporter
 from scim_gateway.deps import Gateway, build_gateway, provider_path
 from scim_gateway.eventhooks import DeliveryRecorder
+from scim_gateway.fast_routes import FastWriteRoutes
 from scim_gateway.observability import Metrics, RequestMiddleware
 from scim_gateway.paths import NormalizedPaths
 from scim_gateway.responses import ScimResponse, scim_error_response
-from scim_gateway.routes import eventhooks, scim
+from scim_gateway.routes import DEFAULT_PREFIX, PROVIDER_PREFIX, eventhooks, scim
 from scim_gateway.settings import GatewaySettings
 
 log = logging.getLogger("kubescim.gateway")
@@ -67,9 +68,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             "logs": settings.opentelemetry,
         },
     )
-    app.add_middleware(NormalizedPaths)
-    app.include_router(scim, prefix="/scim/v2")
-    app.include_router(scim, prefix="/providers/{provider}/scim/v2", dependencies=[Depends(provider_path)])
+    app.include_router(scim, prefix=DEFAULT_PREFIX)
+    app.include_router(scim, prefix=PROVIDER_PREFIX, dependencies=[Depends(provider_path)])
     app.include_router(eventhooks.router)
 
     @app.get("/healthz", include_in_schema=False)
@@ -90,33 +90,34 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         metrics.cached.labels("ScimGroup").set(len(gateway.index.groups.by_id))
         return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
 
-    @app.exception_handler(ScimError)
-    async def on_scim_error(_request: Request, error: ScimError) -> ScimResponse:
-        return scim_error_response(error)
-
-    @app.exception_handler(ApiUnavailable)
-    async def on_unavailable(_request: Request, error: ApiUnavailable) -> ScimResponse:
-        metrics.api_errors.labels("unavailable").inc()
-        log.warning("API server unavailable", extra={"error": str(error)[:300]})
-        return scim_error_response(unavailable())
-
-    @app.exception_handler(RequestValidationError)
-    async def on_validation(_request: Request, error: RequestValidationError) -> ScimResponse:
-        first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return scim_error_response(bad_request(f"invalid request: {where}: {first.get('msg', '')}"))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http(_request: Request, error: StarletteHTTPException) -> ScimResponse:
-        return scim_error_response(ScimError(error.status_code, str(error.detail)))
-
-    @app.exception_handler(Exception)
-    async def on_unexpected(_request: Request, error: Exception) -> ScimResponse:
+    def error_response(error: Exception) -> ScimResponse:
+        """Every failure as a SCIM Error response: FastAPI's exception handlers and the fast routes'."""
+        if isinstance(error, ScimError):
+            return scim_error_response(error)
+        if isinstance(error, ApiUnavailable):
+            metrics.api_errors.labels("unavailable").inc()
+            log.warning("API server unavailable", extra={"error": str(error)[:300]})
+            return scim_error_response(unavailable())
+        if isinstance(error, RequestValidationError):
+            first = error.errors()[0] if error.errors() else {}
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            return scim_error_response(bad_request(f"invalid request: {where}: {first.get('msg', '')}"))
+        if isinstance(error, StarletteHTTPException):
+            return scim_error_response(ScimError(error.status_code, str(error.detail)))
         if isinstance(error, asyncio.TimeoutError | TimeoutError):
             return scim_error_response(unavailable("timed out talking to the API server"))
         metrics.api_errors.labels("internal").inc()
         log.exception("unexpected error")
         return scim_error_response(ScimError(500, "internal error"))
 
+    async def handle(_request: Request, error: Exception) -> ScimResponse:
+        return error_response(error)
+
+    for kind in (ScimError, ApiUnavailable, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)
+
+    if settings.fast_write_routes and not settings.opentelemetry:  # traces need FastAPI's own route handling
+        app.add_middleware(FastWriteRoutes, error_response=error_response)
+    app.add_middleware(NormalizedPaths)
     app.add_middleware(RequestMiddleware, metrics=metrics)
     return app

@@ -182,7 +182,12 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-async def provider_path(provider: Annotated[str, Path(description="IdentityProvider name", max_length=63)]) -> str:
+PROVIDER_MAX_LENGTH = 63  # an IdentityProvider's name is a label value
+
+
+async def provider_path(
+    provider: Annotated[str, Path(description="IdentityProvider name", max_length=PROVIDER_MAX_LENGTH)],
+) -> str:
     """Declares the provider path parameter (in the OpenAPI document) of /providers/{provider}/scim/v2."""
     return provider
 

@@ -7,6 +7,11 @@ from fastapi import APIRouter
 
 from scim_gateway.routes import discovery, groups, search, users
 
+# The default provider's, and any provider's by name (app.py adds the provider_path dependency).
+DEFAULT_PREFIX = "/scim/v2"
+PROVIDER_PREFIX = "/providers/{provider}/scim/v2"
+PREFIXES = (DEFAULT_PREFIX, PROVIDER_PREFIX)
+
 scim = APIRouter()
 for module in (users, groups, search, discovery):
     scim.include_router(module.router)
