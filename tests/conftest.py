@@ -8,6 +8,7 @@ KUBESCIM_TEST_CLUSTER=existing, the tests run unchanged against the cluster that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import uuid
@@ -99,6 +100,20 @@ class ScimEnv:
     other_token: str
     gateways: list[GatewayProcess]
     cluster: Cluster
+
+    @contextlib.asynccontextmanager
+    async def extra_gateway(self, **env: str) -> AsyncIterator[GatewayProcess]:
+        """One more gateway in this namespace (default provider okta), with extra settings; stopped after."""
+        gateway = await asyncio.to_thread(
+            start_gateway,
+            self.cluster.kubeconfig,
+            self.namespace,
+            extra_env={"KUBESCIM_DEFAULT_PROVIDER": "okta", **env},
+        )
+        try:
+            yield gateway
+        finally:
+            gateway.stop()
 
     def client(self, replica: int = 0, *, token: str | None = None, provider: str | None = None) -> httpx.AsyncClient:
         base = self.gateways[replica].url

@@ -7,7 +7,6 @@ are masked."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 
-from kubescim_dev.processes import start_gateway
 from tests.conftest import ScimEnv
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -116,17 +114,9 @@ async def _sequence(base: str, token: str, provider: str, tag: str) -> list[Answ
 
 
 async def test_fast_routes_answer_as_fastapi_does(scim_env: ScimEnv) -> None:
-    plain = await asyncio.to_thread(
-        start_gateway,
-        scim_env.cluster.kubeconfig,
-        scim_env.namespace,
-        extra_env={"KUBESCIM_DEFAULT_PROVIDER": "okta", "KUBESCIM_FAST_WRITE_ROUTES": "false"},
-    )
-    try:
+    async with scim_env.extra_gateway(KUBESCIM_FAST_WRITE_ROUTES="false") as plain:
         fast = await _sequence(scim_env.gateways[0].url, scim_env.token, scim_env.provider, f"f{uuid.uuid4().hex[:6]}")
         slow = await _sequence(plain.url, scim_env.token, scim_env.provider, f"s{uuid.uuid4().hex[:6]}")
-    finally:
-        plain.stop()
     assert [a[0] for a in fast] == [a[0] for a in slow]
     for number, (got, expected) in enumerate(zip(fast, slow, strict=True)):
         assert got == expected, f"request {number}: fast {got} != FastAPI {expected}"

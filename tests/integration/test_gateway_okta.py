@@ -11,7 +11,6 @@ import httpx
 
 from kubescim.constants import ENTERPRISE_USER_URN, SCIM_USERS
 from kubescim.kube import Kube
-from kubescim_dev.processes import start_gateway
 from tests.conftest import ScimEnv
 
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -464,13 +463,7 @@ async def test_a_gateway_set_to_answer_group_patches_204_still_writes_them_whole
     """KUBESCIM_GROUP_PATCH_NO_CONTENT (the chart's gateway.groupPatchNoContent): a group PATCH is
     answered 204 with the group's ETag and Location, once the change is in etcd; errors stay SCIM
     errors. The other replicas, answering 200, read the change."""
-    gateway = await asyncio.to_thread(
-        start_gateway,
-        scim_env.cluster.kubeconfig,
-        scim_env.namespace,
-        extra_env={"KUBESCIM_DEFAULT_PROVIDER": "okta", "KUBESCIM_GROUP_PATCH_NO_CONTENT": "true"},
-    )
-    try:
+    async with scim_env.extra_gateway(KUBESCIM_GROUP_PATCH_NO_CONTENT="true") as gateway:
         headers = {"Authorization": f"Bearer {scim_env.token}", **OKTA_HEADERS}
         async with (
             httpx.AsyncClient(base_url=gateway.url + "/scim/v2", headers=headers, timeout=30) as quiet,
@@ -509,5 +502,3 @@ async def test_a_gateway_set_to_answer_group_patches_204_still_writes_them_whole
                 404,
             )
             assert (await quiet.get(f"/Groups/{gid}")).status_code == 200  # reads still answer 200
-    finally:
-        gateway.stop()
