@@ -439,6 +439,26 @@ def plan(
     return actions
 
 
+def own_write(write: Action | None, event_type: str, observed: Body) -> bool:
+    """Whether a watch event shows what our write in flight makes of the object: the watch can
+    deliver it before the write's response does, and our own write is no reason to recompute."""
+    if write is None:
+        return False
+    if event_type == "DELETED":
+        return write.verb in ("delete", "recreate") and write.uid is not None and _uid(observed) == write.uid
+    if write.body is None:
+        return False
+    metadata = write.body.get("metadata") or {}
+    current = observed.get("metadata") or {}
+    labels, annotations = current.get("labels") or {}, current.get("annotations") or {}
+    return (
+        (observed.get("roleRef") or {}) == write.body.get("roleRef")
+        and subjects_of(observed) == subjects_of(write.body)
+        and all(labels.get(k) == v for k, v in (metadata.get("labels") or {}).items())
+        and all(annotations.get(k) == v for k, v in (metadata.get("annotations") or {}).items())
+    )
+
+
 def _uid(body: Body) -> str | None:
     uid = (body.get("metadata") or {}).get("uid")
     return str(uid) if uid else None

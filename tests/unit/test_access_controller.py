@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import pytest
@@ -22,6 +23,27 @@ class RefusingWriter(MemoryWriter):
 
     async def apply(self, resource: Resource, body: Any, namespace: str | None = None) -> Any:
         raise ApiError(403, {"reason": "Forbidden", "message": "is attempting to grant RBAC permissions not held"})
+
+
+class EchoingWriter(MemoryWriter):
+    """The watch delivering each write before its response, as the API server's often does."""
+
+    access: AccessController | None = None
+
+    def echo(self, event_type: str, body: dict[str, Any]) -> None:
+        assert self.access is not None
+        self.access.rbac_event("RoleBinding", event_type, copy.deepcopy(body))
+
+    async def apply(self, resource: Resource, body: Any, namespace: str | None = None) -> Any:
+        stored = await super().apply(resource, body, namespace)
+        self.echo("MODIFIED", stored)
+        return stored
+
+    async def delete(self, resource: Resource, name: str, uid: str, namespace: str | None = None) -> None:
+        await super().delete(resource, name, uid, namespace)
+        assert self.access is not None
+        current = self.access.observed[("RoleBinding", namespace or "", name)]
+        self.echo("DELETED", current)
 
 
 def record(name: str, role: str = "edit", **spec: Any) -> AccessBindingRecord:
@@ -96,6 +118,31 @@ async def test_a_deleted_binding_takes_its_objects_with_it() -> None:
     await access.reconcile("b")
     assert [name for _, name, _ in writer.of("delete")] == ["kubescim-b-0"]
     assert access.by_binding == {}
+
+
+async def test_our_own_writes_coming_back_first_recompute_nothing_but_edits_by_others_do() -> None:
+    writer = EchoingWriter()
+    bindings = {"b": record("b")}
+    access = writer.access = controller(writer, bindings)
+    await access.reconcile("b")
+    assert access.dirty == set()  # the echo of our create, before its response
+    bindings["b"] = record("b", role="cluster-admin")  # roleRef is immutable: delete, then create
+    await access.reconcile("b")
+    assert [verb for verb, *_ in writer.calls if verb in ("apply", "delete")] == ["apply", "delete", "apply"]
+    assert access.dirty == set()
+    key = ("RoleBinding", "apps", "kubescim-b-0")
+    edited = copy.deepcopy(access.observed[key])
+    edited["subjects"] = []
+    edited["metadata"]["resourceVersion"] = "10000"
+    access.rbac_event("RoleBinding", "MODIFIED", edited)  # someone else's edit: restored
+    assert access.dirty == {"b"}
+    access.dirty.clear()
+    edited["metadata"]["resourceVersion"] = "10001"
+    access.rbac_event("RoleBinding", "DELETED", edited)  # someone else's delete: restored
+    assert access.dirty == {"b"}
+    access.dirty.clear()
+    access.rbac_event("RoleBinding", "DELETED", edited)  # gone already: nothing to restore
+    assert access.dirty == set()
 
 
 async def test_nothing_is_computed_before_every_input_is_complete() -> None:

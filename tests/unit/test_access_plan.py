@@ -8,11 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from identity_operator.access.plan import (
+    Action,
     Directory,
     Principal,
     bound_names,
     desired_objects,
     kubernetes_username,
+    own_write,
     plan,
     reshard,
     role_allowed,
@@ -330,6 +332,25 @@ def test_plan_writes_only_what_differs_and_recreates_on_a_role_change() -> None:
     other_role = desired_objects("ks", "b", "uid", binding(roleRef={"name": "view"}), subjects, ["apps"])
     assert [a.verb for a in plan(other_role, observed)] == ["recreate"]
     assert [(a.verb, a.key) for a in plan({}, observed)] == [("delete", key)]
+
+
+def test_an_event_is_our_own_write_only_if_it_carries_what_we_wrote() -> None:
+    desired = desired_objects("ks", "b", "uid", binding(), [("User", "okta:ada")], ["apps"])
+    key, wanted = next(iter(desired.items()))
+    write = Action("update", key, wanted.body(), "u-1")
+    stored = wanted.body()
+    stored["metadata"] = {**stored["metadata"], "uid": "u-1", "labels": {**stored["metadata"]["labels"], "x": "y"}}
+    assert own_write(write, "MODIFIED", stored)  # what the API server made of it (labels of others kept)
+    assert not own_write(None, "MODIFIED", stored)  # nothing in flight
+    assert not own_write(write, "MODIFIED", {**stored, "subjects": []})  # someone else's edit
+    assert not own_write(write, "MODIFIED", {**stored, "roleRef": {**stored["roleRef"], "name": "view"}})
+    relabelled = {**stored, "metadata": {**stored["metadata"], "labels": {}}}
+    assert not own_write(write, "MODIFIED", relabelled)  # our labels taken off
+    assert not own_write(write, "DELETED", stored)  # an update deletes nothing
+    assert own_write(Action("recreate", key, wanted.body(), "u-1"), "DELETED", stored)
+    assert own_write(Action("delete", key, None, "u-1"), "DELETED", stored)
+    other = {**stored, "metadata": {**stored["metadata"], "uid": "u-2"}}
+    assert not own_write(Action("delete", key, None, "u-1"), "DELETED", other)  # another incarnation
 
 
 def test_the_allow_list_names_kind_and_role() -> None:
