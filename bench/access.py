@@ -26,6 +26,7 @@ from typing import Any
 
 from bench.common import (
     Sizes,
+    bulk_backlog,
     environment,
     percentile,
     propagation_org,
@@ -205,6 +206,10 @@ async def bench_access(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[st
         steps: dict[str, dict[str, list[float]]] = {k: {"status": [], "rbac": []} for k in latencies}
         first = await kube.get(ROLE_BINDINGS, "kubescim-bind-000-0", namespaces[0])
         shards = int(first["metadata"]["labels"][LABEL_SHARD].split("-of-")[1])
+        # The samples start once every binding is applied; the operator may still be writing users'
+        # labels and status from its start (at 100,000 users, for many minutes): the samples say so.
+        metrics_port = int(operator.env["KUBESCIM_METRICS_PORT"])
+        out["bulk_backlog_users"] = {"first_sample": await bulk_backlog(metrics_port)}
         async with env.scim(4) as client:
             for user, kind in chosen:
                 username = f"okta:{user['spec']['userName']}"
@@ -241,6 +246,7 @@ async def bench_access(plane: ControlPlane, kube: Kube, sizes: Sizes) -> dict[st
                 while not await allowed(kube, username, namespaces[0]):
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.5)  # the reactivation's writes done: samples do not overlap
+        out["bulk_backlog_users"]["last_sample"] = await bulk_backlog(metrics_port)
         out["deactivation_to_denied"] = {
             kind: {
                 "objects_to_change": 5 + 1 if kind == "member" else 5 + 1 + 10 * spaces,

@@ -125,6 +125,13 @@ def parse_metrics(text: str) -> dict[str, float]:
     return samples
 
 
+async def bulk_backlog(metrics_port: int) -> int:
+    """Users an operator still has to recompute or write for bulk work (its start, a rule edit)."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{metrics_port}") as client:
+        samples = parse_metrics((await client.get("/metrics")).text)
+    return round(samples.get('kubescim_operator_recompute_queue_depth{queue="bulk"}', 0))
+
+
 def rss_kib(pid: int) -> dict[str, int]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -17,7 +17,12 @@ class OperatorSettings(KubescimSettings):
     )
     member_status_limit: int = Field(default=500, ge=0, le=500, description="Members listed in a Team's status.")
     flush_interval_seconds: float = Field(default=0.1, ge=0.0, description="Batching window for status writes.")
-    write_concurrency: int = Field(default=16, ge=1, le=256, description="Concurrent API writes.")
+    write_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Concurrent API writes of each lane: users' own changes, and bulk work with status writes.",
+    )
     health_port: int = Field(default=8081, description="Port of /healthz (Kopf liveness).")
     metrics_port: int = Field(default=8082, ge=0, description="Port of the Prometheus /metrics (0: off).")
     scim_public_url: str | None = Field(

@@ -29,6 +29,7 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     levels = results["write_path"]["levels"]
     assert set(levels) == {"1", "8", "32"}
     assert all(level["gateway_post_users"]["throughput_per_s"] > 0 for level in levels.values())
+    assert all(set(level["ratio_by_order"]) == {"direct_first"} for level in levels.values())  # one repeat
     assert results["okta"]["initial"]["result"] == "Succeeded"
     assert results["okta"]["no_drift"]["kubernetes_writes"] == 0
     assert results["okta"]["delta_no_drift"]["kubernetes_writes"] == 0

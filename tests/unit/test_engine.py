@@ -3,6 +3,7 @@ target, and that it writes nothing when nothing changed (the watch's echo of its
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from identity_operator.engine import Engine
@@ -10,7 +11,7 @@ from identity_operator.settings import OperatorSettings
 from identity_operator.store import Store
 from identity_operator.writer import MemoryWriter
 from kubescim.constants import ENTERPRISE_USER_URN, LABEL_PROVIDER, LABEL_SCIM_ID, TEAM_LABEL_PREFIX
-from kubescim.kube import Kube, KubeConfig
+from kubescim.kube import Kube, KubeConfig, Resource
 
 TEAM = f"{TEAM_LABEL_PREFIX}engineering"
 
@@ -156,3 +157,43 @@ async def test_a_declared_attribute_under_another_urn_or_missing_is_named() -> N
     assert (built["status"], built["reason"]) == ("False", "NearMiss")
     assert f"1 user(s) carry badge under {ENTERPRISE_USER_URN}" in built["message"]
     assert "no user of provider(s) okta carries urn:example:acme:1.0:User:shoeSize" in built["message"]
+
+
+class GatedWriter(MemoryWriter):
+    """Bulk label writes that hang (an API server busy with an operator's start) until opened."""
+
+    def __init__(self, urgent: str) -> None:
+        super().__init__()
+        self.urgent = urgent
+        self.open = asyncio.Event()
+        self.held = 0
+
+    async def patch_labels(self, resource: Resource, name: str, labels: dict[str, str | None]) -> int:
+        if name != self.urgent:
+            self.held += 1
+            await self.open.wait()
+        return await super().patch_labels(resource, name, labels)
+
+
+async def test_a_users_own_change_is_written_while_every_bulk_write_slot_is_taken() -> None:
+    store = Store()
+    store.put_rule("Team", RULE)
+    for i in range(100):
+        store.put_user(user(f"u{i:03d}", "Engineering"))
+    store.put_user(user("leaver", "Engineering", labels={TEAM: "member"}))
+    writer = GatedWriter(urgent="leaver")
+    settings = OperatorSettings(namespace="ns", write_concurrency=4)
+    engine = Engine(Kube(KubeConfig(server="http://unused.invalid")), settings, write_to=writer)
+    engine.start(store.view())  # every user is bulk work: the four shared slots fill and hang
+    try:
+        while writer.held < 4:
+            await asyncio.sleep(0.01)
+        store.put_user(user("leaver", "Engineering", active=False, version=11, labels={TEAM: "member"}))
+        engine.user_changed("leaver")  # its deactivation: its own lane
+        async with asyncio.timeout(5):
+            while ("scimusers", "leaver", {TEAM: None}) not in writer.of("labels"):
+                await asyncio.sleep(0.01)
+        assert writer.held == 4  # no bulk write got through meanwhile
+    finally:
+        writer.open.set()
+        await engine.stop()
