@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from identity_operator.mapping import (
     order_rules,
 )
 from identity_operator.memberships import Memberships
+from identity_operator.priority import UrgentWork
 from identity_operator.records import (
     GroupRecord,
     RoleRuleRecord,
@@ -182,6 +183,8 @@ class Engine:
     principals: dict[str, Principal] = field(default_factory=dict)
     holders: CompactMultiMap = field(default_factory=CompactMultiMap)  # username -> its principals
     access: AccessSink | None = None
+    # Shared with the access controller: while urgent writes are in flight, bulk ones give way.
+    urgent_work: UrgentWork = field(default_factory=UrgentWork)
     # Set once every user has been evaluated after start (their writes may still be running): access
     # is never computed from half the memberships, which would revoke bindings after a restart.
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -595,7 +598,11 @@ class Engine:
             else:
                 self._bulk_writes_queued.discard(name)
             queued_at = self._queued_at.pop(name, None) if urgent else None
-            await self._process_user_safely(name, urgent)
+            if urgent:
+                async with self.urgent_work.urgent():  # bulk writes give way to its two
+                    await self._process_user_safely(name, urgent)
+            else:
+                await self._process_user_safely(name, urgent)
             if queued_at is not None and self.on_recomputed is not None:
                 self.on_recomputed(time.monotonic() - queued_at)
 
@@ -696,7 +703,6 @@ class Engine:
         wanted_role = verdict.role if verdict is not None else None
         status = user_status(user, desired, self._group_names(user), stored_status, verdict, username)
         latest_rv = user.resource_version
-        writes = self._urgent_writes if urgent else self._writes
         if wanted_teams != current_teams or wanted_units != current_units or wanted_role != current_role:
             labels: dict[str, str | None] = {}
             for prefix, wanted, current in (
@@ -707,11 +713,11 @@ class Engine:
                 labels.update({prefix + t: None for t in current - wanted})
             if wanted_role != current_role:
                 labels[LABEL_ROLE] = wanted_role
-            async with writes:
+            async with self._slot(urgent):
                 latest_rv = await self.writer.patch_labels(SCIM_USERS, name, labels)
             self.stats.user_writes += 1
         if not status_equal(current_status, status):
-            async with writes:
+            async with self._slot(urgent):
                 latest_rv = await self.writer.patch_status(SCIM_USERS, name, status)
             self.stats.status_writes += 1
             current_status = status
@@ -725,6 +731,22 @@ class Engine:
             name in self.written and self.written[name].resource_version <= stored.resource_version
         ):
             self.written.pop(name, None)
+
+    @contextlib.asynccontextmanager
+    async def _shared_slot(self) -> AsyncIterator[None]:
+        """A write slot of bulk work and status writes, once urgent writes in flight are answered."""
+        await self.urgent_work.give_way()
+        async with self._writes:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, urgent: bool) -> AsyncIterator[None]:
+        if not urgent:
+            async with self._shared_slot():
+                yield
+            return
+        async with self._urgent_writes:
+            yield
 
     def observed(self, name: str, resource_version: int) -> None:
         """A user's event came back: once it is at least as new as our last write, forget that write."""
@@ -838,7 +860,7 @@ class Engine:
             and self.settings.delete_orphaned_targets
         ):
             try:
-                async with self._writes:
+                async with self._shared_slot():
                     await self.writer.delete(resource, name, record.uid)
                 self.stats.target_writes += 1
                 await self._event(kind, record, "Normal", "Removed", "no rule produces this name and it has no members")
@@ -849,7 +871,7 @@ class Engine:
         stored = record.status  # unpacked once: a Team's status lists up to 500 members
         status = self._target_status(record, members, stored)
         if not status_equal(stored, status):
-            async with self._writes:
+            async with self._shared_slot():
                 await self.writer.patch_status(resource, name, status)
             self.stats.target_writes += 1
             self._last_status_write[key] = time.monotonic()
@@ -878,7 +900,7 @@ class Engine:
             "spec": spec,
         }
         try:
-            async with self._writes:
+            async with self._shared_slot():
                 await self.writer.create(TARGET_RESOURCES[kind], body)
             self.stats.target_writes += 1
             log.info("created target", extra={"kind": kind, "target": name})
@@ -932,7 +954,7 @@ class Engine:
         issues = sorted(self.issues.get(key, set()))
         status = mapping_rule_status(record, len(users), targets, issues, attribute_check, groups)
         if not status_equal(record.status, status):
-            async with self._writes:
+            async with self._shared_slot():
                 await self.writer.patch_status(RULE_RESOURCES[kind], name, status)  # type: ignore[index]
             self._last_status_write[status_key] = time.monotonic()
             old_ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
@@ -964,7 +986,7 @@ class Engine:
             )
         status = role_rule_status(record, len(matched), assigned, missing, attribute_check)
         if not status_equal(record.status, status):
-            async with self._writes:
+            async with self._shared_slot():
                 await self.writer.patch_status(ROLE_MAPPINGS, name, status)
             self._last_status_write[status_key] = time.monotonic()
             previous = record.status.get("conditions") or []
@@ -1012,7 +1034,7 @@ class Engine:
             "metadata": {"name": name},
             "status": {"conditions": [built]},
         }
-        async with self._writes:
+        async with self._shared_slot():
             await self.writer.apply_status(IDENTITY_PROVIDERS, body)
         if built["status"] == "False" and old.get("reason") != built["reason"]:
             await self._post_event(
@@ -1029,7 +1051,7 @@ class Engine:
         count = len(list(self.view.users_by_group.get(scim_id, ())))
         status = {"id": scim_id, "memberCount": count}
         if group.status.get("id") != scim_id or group.status.get("memberCount") != count:
-            async with self._writes:
+            async with self._shared_slot():
                 await self.writer.patch_status(SCIM_GROUPS, group.name, status)
 
     # --- events ---------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         directory=memo.engine.directory,
         subjects_per_object=config.access_subjects_per_object,
         backlog=memo.engine.bulk_backlog,
+        urgent_work=memo.engine.urgent_work,
     )
     memo.informers = []
     if config.access_enabled:

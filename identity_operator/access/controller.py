@@ -51,6 +51,7 @@ from identity_operator.access.plan import (
     subjects_of,
 )
 from identity_operator.gate import always_active
+from identity_operator.priority import UrgentWork
 from identity_operator.records import AccessBindingRecord
 from identity_operator.writer import Writer
 from kubescim.api.models import AccessBindingSpec, AccessBindingStatus, SubjectKind
@@ -151,6 +152,8 @@ class AccessController:
     # taking that echo for someone else's edit recomputed the whole binding (at 100,000 users, the
     # CPU that held the next user's revocation back by a second).
     _in_flight: dict[ObjectKey, Action] = field(default_factory=dict)
+    # The engine's: a user's own change rewrites its shards as urgent work, the rest gives way to it.
+    urgent_work: UrgentWork = field(default_factory=UrgentWork)
     REQUIRED = frozenset({"engine", "namespaces", "rolebindings", "clusterrolebindings"})
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -410,7 +413,11 @@ class AccessController:
             observed = {key: self.observed[key] for key in desired if key in self.observed}
             objects = len(shards) * (1 if namespaces is None else len(namespaces))
             subjects = sum(map(len, shards))
-            if not await self._apply_and_report(record, spec, desired, observed, subjects, namespaces, objects):
+            async with self.urgent_work.urgent():
+                applied_now = await self._apply_and_report(
+                    record, spec, desired, observed, subjects, namespaces, objects, urgent=True
+                )
+            if not applied_now:
                 return
         self._applied[name] = dataclasses.replace(applied, shards=shards)
 
@@ -423,11 +430,12 @@ class AccessController:
         subjects: int,
         namespaces: list[str] | None,
         objects: int,
+        urgent: bool = False,
     ) -> bool:
         """Write what differs of `desired` from `observed`, then the binding's status: whether applied.
         Objects in `observed` but not in `desired` are removed."""
         try:
-            await self._apply(plan(desired, observed, self.observed_subjects))
+            await self._apply(plan(desired, observed, self.observed_subjects), urgent)
         except ApiError as error:
             if error.status != 403:
                 raise
@@ -442,10 +450,13 @@ class AccessController:
         await self._status(record, True, "Applied", message, subjects, namespaces, objects)
         return True
 
-    async def _apply(self, actions: list[Action]) -> int:
-        """Run a plan's actions concurrently; returns how many objects were written or removed."""
+    async def _apply(self, actions: list[Action], urgent: bool = False) -> int:
+        """Run a plan's actions concurrently; returns how many objects were written or removed.
+        Unless `urgent` (a user's own change), each gives way to urgent writes in flight."""
 
         async def run(action: Action) -> None:
+            if not urgent:
+                await self.urgent_work.give_way()
             async with self._writes:
                 self._in_flight[action.key] = action
                 try:

@@ -167,8 +167,12 @@ class GatedWriter(MemoryWriter):
         self.urgent = urgent
         self.open = asyncio.Event()
         self.held = 0
+        self.engine: Engine | None = None
+        self.urgent_in_flight = 0
 
     async def patch_labels(self, resource: Resource, name: str, labels: dict[str, str | None]) -> int:
+        if name == self.urgent and self.engine is not None:
+            self.urgent_in_flight = self.engine.urgent_work.in_flight
         if name != self.urgent:
             self.held += 1
             await self.open.wait()
@@ -183,7 +187,7 @@ async def test_a_users_own_change_is_written_while_every_bulk_write_slot_is_take
     store.put_user(user("leaver", "Engineering", labels={TEAM: "member"}))
     writer = GatedWriter(urgent="leaver")
     settings = OperatorSettings(namespace="ns", write_concurrency=4)
-    engine = Engine(Kube(KubeConfig(server="http://unused.invalid")), settings, write_to=writer)
+    engine = writer.engine = Engine(Kube(KubeConfig(server="http://unused.invalid")), settings, write_to=writer)
     engine.start(store.view())  # every user is bulk work: the four shared slots fill and hang
     try:
         while writer.held < 4:
@@ -194,6 +198,8 @@ async def test_a_users_own_change_is_written_while_every_bulk_write_slot_is_take
             while ("scimusers", "leaver", {TEAM: None}) not in writer.of("labels"):
                 await asyncio.sleep(0.01)
         assert writer.held == 4  # no bulk write got through meanwhile
+        assert writer.urgent_in_flight == 1  # and the API server's bulk writes gave way to it
+        assert engine.urgent_work.in_flight == 0
     finally:
         writer.open.set()
         await engine.stop()
