@@ -149,8 +149,8 @@ class AccessController:
     _applied: dict[str, Applied] = field(default_factory=dict)
     _hashes: SubjectHashes = field(default_factory=SubjectHashes)
     # Writes on their way, by object: the watch often brings one back before its response, and
-    # taking that echo for someone else's edit recomputed the whole binding (at 100,000 users, the
-    # CPU that held the next user's revocation back by a second).
+    # taking that echo for someone else's edit recomputed the whole binding (at 100,000 users about
+    # 0.5 s of event loop, which held the next user's revocation back).
     _in_flight: dict[ObjectKey, Action] = field(default_factory=dict)
     # The engine's: a user's own change rewrites its shards as urgent work, the rest gives way to it.
     urgent_work: UrgentWork = field(default_factory=UrgentWork)
