@@ -65,20 +65,35 @@ def serving_certificate(
     ip_addresses: tuple[str, ...] = (),
 ) -> tuple[bytes, bytes]:
     """(certificate PEM, PKCS#8 key PEM) for 127.0.0.1, the given IPs and the given DNS names."""
-    key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     for address in ("127.0.0.1", *ip_addresses):
         names.append(x509.IPAddress(ipaddress.ip_address(address)))
-    certificate = (
+    return _leaf(authority, common_name, ExtendedKeyUsageOID.SERVER_AUTH, x509.SubjectAlternativeName(names))
+
+
+def client_certificate(authority: Authority, common_name: str) -> tuple[bytes, bytes]:
+    """(certificate PEM, PKCS#8 key PEM) a client presents: the API server takes the CN as the user."""
+    return _leaf(authority, common_name, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def _leaf(
+    authority: Authority,
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    alternative_names: x509.SubjectAlternativeName | None = None,
+) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
         _validity(x509.CertificateBuilder())
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(authority.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(authority.key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
+    if alternative_names is not None:
+        builder = builder.add_extension(alternative_names, critical=False)
+    certificate = builder.sign(authority.key, hashes.SHA256())
     key_pem = key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return certificate.public_bytes(PEM), key_pem
 
