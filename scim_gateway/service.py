@@ -199,14 +199,8 @@ class ScimService:
     def group_resource(self, entry: Entry, base_url: str, *, with_members: bool = True) -> dict[str, Any]:
         members = None
         if with_members:
-            members = MemberList(
-                {
-                    "value": u.scim_id,
-                    "$ref": f"{base_url}/Users/{u.scim_id}",
-                    "type": "User",
-                }
-                for u in self.index.group_members(entry.scim_id)
-                if u.provider == entry.provider
+            members = MemberList.of_users(
+                [u.scim_id for u in self.index.group_members(entry.scim_id) if u.provider == entry.provider], base_url
             )
         return group_to_scim(
             entry.spec,

@@ -34,14 +34,32 @@ _ROW_KEYS = ("value", "$ref", "type")  # in the order the generic encoder would 
 class MemberList(list[dict[str, str]]):
     """A group's `members` as rendered ({value, $ref, type} each). A 200 answer to a member PATCH
     carries the whole group: for thousands of members the generic JSON encoder was most of the
-    gateway's CPU for it (profiled), and these rows encode in one f-string each."""
+    gateway's CPU for it (profiled), and these rows encode in one f-string each. Built once and
+    not changed after (nothing that renders a resource changes it; projection builds new lists)."""
+
+    _user_ids: list[str] | None = None
+    _users_url: str = ""
+
+    @classmethod
+    def of_users(cls, user_ids: list[str], base_url: str) -> MemberList:
+        """Users' rows; encoded from the ids themselves, without reading the rows back."""
+        users_url = f"{base_url}/Users/"
+        members = cls({"value": i, "$ref": users_url + i, "type": "User"} for i in user_ids)
+        members._user_ids, members._users_url = user_ids, users_url
+        return members
 
     def to_json(self) -> str:
         """The same text as `json.dumps(self, ensure_ascii=False, separators=(",", ":"))`."""
+        if self._user_ids is not None and len(self._user_ids) == len(self):
+            ids, url = self._user_ids, self._users_url
+            # Nothing to escape in any id or the URL (one C scan): each then encodes as itself.
+            text = "".join(ids) + url
+            if len(encode_basestring(text)) == len(text) + 2:
+                return "[" + ",".join([f'{{"value":"{i}","$ref":"{url}{i}","type":"User"}}' for i in ids]) + "]"
+            return json.dumps(self, ensure_ascii=False, separators=(",", ":"))
         try:
             rows = [(m["value"], m["$ref"], m["type"]) for m in self if tuple(m) == _ROW_KEYS]
             text = "".join(map("".join, rows))
-            # Nothing to escape in any of them (one C scan): each string then encodes as itself.
             plain = len(rows) == len(self) and len(encode_basestring(text)) == len(text) + 2
         except (KeyError, TypeError):  # not the shape it is built with, or not strings: encode it generically
             plain = False

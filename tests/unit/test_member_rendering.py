@@ -46,3 +46,13 @@ def test_the_fast_path_is_taken_for_plain_rows() -> None:
 def test_a_quote_in_the_base_url_is_escaped() -> None:
     members = MemberList([{"value": "u1", "$ref": 'https://ex"ample/Users/u1', "type": "User"}])
     assert json.loads(members.to_json())[0]["$ref"] == 'https://ex"ample/Users/u1'
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(ids, max_size=8), base_urls)
+def test_users_rows_render_as_the_generic_encoder_would(user_ids: list[str], base_url: str) -> None:
+    members = MemberList.of_users(user_ids, base_url)
+    rows = [{"value": i, "$ref": f"{base_url}/Users/{i}", "type": "User"} for i in user_ids]
+    assert members == rows
+    assert members.to_json() == generic(rows)
+    assert render_json({"id": "g", "members": members}) == generic({"id": "g", "members": rows})
