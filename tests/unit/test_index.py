@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubescim.constants import LABEL_PROVIDER, LABEL_SCIM_ID
-from scim_gateway.index import Collection
+from kubescim.objects import GROUP_MEMBER_LABEL_VALUE, group_label
+from scim_gateway.index import Collection, Index
 
 ANNOTATION = "identity.kubescim.dev/last-modified"
 
@@ -66,3 +67,20 @@ def test_a_stale_event_never_replaces_a_newer_object() -> None:
     collection.upsert(user(1, 9))  # a late event from before the deletion does not resurrect it
     assert collection.page("okta", 0, 10) == []
     assert collection.count("okta") == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.booleans()), max_size=80))
+def test_a_groups_members_come_in_creation_then_id_order(ops: list[tuple[int, int, bool]]) -> None:
+    """Members sort by (created, SCIM id), ties in creation time included (seconds collide often)."""
+    index = Index(ANNOTATION)
+    members: set[str] = set()
+    for version, (number, second, joined) in enumerate(ops, start=1):
+        obj = user(number, version, second=second)
+        if joined:
+            obj["metadata"]["labels"][group_label("g1")] = GROUP_MEMBER_LABEL_VALUE  # type: ignore[index]
+        index.users.upsert(obj)
+        (members.add if joined else members.discard)(f"id-{number:03d}")
+    listed = index.group_members("g1")
+    assert {e.scim_id for e in listed} == members
+    assert [e.sort_key for e in listed] == sorted(e.sort_key for e in listed)
