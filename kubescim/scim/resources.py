@@ -28,9 +28,6 @@ _USER_CORE_KEYS = {alias.lower(): alias for alias in _USER_FIELDS if alias not i
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
-_ROW_KEYS = ("value", "$ref", "type")  # in the order the generic encoder would write them
-
-
 class MemberList(list[dict[str, str]]):
     """A group's `members` as rendered ({value, $ref, type} each). A 200 answer to a member PATCH
     carries the whole group: for thousands of members the generic JSON encoder was most of the
@@ -50,22 +47,13 @@ class MemberList(list[dict[str, str]]):
 
     def to_json(self) -> str:
         """The same text as `json.dumps(self, ensure_ascii=False, separators=(",", ":"))`."""
-        if self._user_ids is not None and len(self._user_ids) == len(self):
-            ids, url = self._user_ids, self._users_url
+        ids, url = self._user_ids, self._users_url
+        if ids is not None and len(ids) == len(self):
             # Nothing to escape in any id or the URL (one C scan): each then encodes as itself.
             text = "".join(ids) + url
             if len(encode_basestring(text)) == len(text) + 2:
                 return "[" + ",".join([f'{{"value":"{i}","$ref":"{url}{i}","type":"User"}}' for i in ids]) + "]"
-            return json.dumps(self, ensure_ascii=False, separators=(",", ":"))
-        try:
-            rows = [(m["value"], m["$ref"], m["type"]) for m in self if tuple(m) == _ROW_KEYS]
-            text = "".join(map("".join, rows))
-            plain = len(rows) == len(self) and len(encode_basestring(text)) == len(text) + 2
-        except (KeyError, TypeError):  # not the shape it is built with, or not strings: encode it generically
-            plain = False
-        if not plain:
-            return json.dumps(self, ensure_ascii=False, separators=(",", ":"))
-        return "[" + ",".join([f'{{"value":"{v}","$ref":"{r}","type":"{t}"}}' for v, r, t in rows]) + "]"
+        return json.dumps(self, ensure_ascii=False, separators=(",", ":"))
 
 
 def fold(text: str) -> str:

@@ -37,7 +37,7 @@ def test_a_group_renders_as_the_generic_encoder_would(members: list[dict[str, An
     assert json.loads(render_json(resource))["members"] == members
 
 
-def test_the_fast_path_is_taken_for_plain_rows() -> None:
+def test_rows_built_directly_encode_as_the_generic_encoder_would() -> None:
     members = MemberList({"value": f"u{i}", "$ref": f"https://x/Users/u{i}", "type": "User"} for i in range(3))
     assert members.to_json() == generic(members)
     assert render_json({"members": members, "id": "g"}) == '{"members":' + generic(members) + ',"id":"g"}'
