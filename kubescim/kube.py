@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib.metadata
-import json
 import os
 import ssl
 import tempfile
@@ -32,6 +31,7 @@ from urllib.parse import urlencode
 import aiohttp
 import yaml
 
+from kubescim import jsonio
 from kubescim.credentials import ExecPlugin
 from kubescim.http1 import Http1Client, TransportError
 from kubescim.resource import Resource as Resource  # re-exported: callers build Resources with the client
@@ -320,7 +320,7 @@ class Kube:
         timeout: float | None = None,
         accept: str | None = None,
     ) -> JSON:
-        content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        content = None if body is None else jsonio.dumps(body)
         plugin = self.config.exec_plugin
         token = None
         if plugin is not None:  # run (or refresh) it off the event loop, once for this request
@@ -347,7 +347,7 @@ class Kube:
         if status >= 500 or status == 429:
             raise ApiUnavailable(f"{method} {path}: HTTP {status}")
         try:
-            payload = json.loads(raw) if raw else {}
+            payload = jsonio.loads(raw) if raw else {}
         except ValueError:
             payload = {"message": raw[:200].decode(errors="replace")}
         if not isinstance(payload, dict):
@@ -514,7 +514,7 @@ class Kube:
                     body = await response.read()
                     if response.status >= 500 or response.status == 429:
                         raise ApiUnavailable(f"watch {resource.plural}: HTTP {response.status}")
-                    raise ApiError(response.status, json.loads(body or b"{}"), "WATCH", resource.plural)
+                    raise ApiError(response.status, jsonio.loads(body or b"{}"), "WATCH", resource.plural)
                 # One JSON event per line. Split ourselves: aiohttp's readline caps a line's length,
                 # and one event carries a whole object (up to etcd's 1.5 MiB).
                 pending = bytearray()
@@ -523,7 +523,7 @@ class Kube:
                     start = 0
                     while (end := pending.find(b"\n", start)) != -1:
                         if end > start:
-                            yield json.loads(pending[start:end])
+                            yield jsonio.loads(pending[start:end])
                         start = end + 1
                     del pending[:start]
         except (TimeoutError, aiohttp.ClientError) as error:

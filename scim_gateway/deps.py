@@ -166,7 +166,9 @@ async def json_body(request: Request, gateway: Annotated[Gateway, Depends(get_ga
     if content_type and "json" not in content_type:
         raise ScimError(415, f"unsupported content type {content_type!r}: send application/scim+json")
     try:
-        return json.loads(b"".join(chunks) or b"null", object_pairs_hook=_no_duplicate_keys)
+        return json.loads(
+            b"".join(chunks) or b"null", object_pairs_hook=_no_duplicate_keys, parse_constant=_not_a_json_number
+        )
     except RecursionError:
         raise bad_request("JSON nested too deeply", ScimType.INVALID_SYNTAX) from None
     except (ValueError, UnicodeDecodeError) as error:
@@ -180,6 +182,11 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"duplicate key {key[:80]!r}")
         result[key] = value
     return result
+
+
+def _not_a_json_number(constant: str) -> Any:
+    """NaN and Infinity are Python's extensions, not JSON (RFC 8259 §6): refused, not stored."""
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 PROVIDER_MAX_LENGTH = 63  # an IdentityProvider's name is a label value

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import json
 import operator
 import sys
 from collections import defaultdict
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubescim import jsonio
 from kubescim.constants import ANNOTATION_MEMBERS_REVISION, ANNOTATION_RENAMED_FROM, LABEL_PROVIDER, LABEL_SCIM_ID
 from kubescim.informer import resource_version_int
 from kubescim.kube import JSON
@@ -58,7 +58,7 @@ class Entry:
     @property
     def spec(self) -> dict[str, Any]:
         """A fresh copy of the spec: callers may change it freely."""
-        spec: dict[str, Any] = json.loads(self.spec_json)
+        spec: dict[str, Any] = jsonio.loads(self.spec_json)
         return spec
 
     @property
@@ -105,7 +105,7 @@ def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
         resource_version=resource_version_int(obj),
         created=sys.intern(created),  # many objects share a creation second
         last_modified=sys.intern(str(annotations.get(last_modified_annotation) or created)),
-        spec_json=json.dumps(spec, ensure_ascii=False, separators=(",", ":")).encode(),
+        spec_json=jsonio.dumps(spec),
         # Group ids repeat across thousands of users: one string object each.
         groups=tuple(sys.intern(group_id) for group_id in group_ids_from_labels(labels)),
         unique_value=unique if isinstance(unique, str) else None,

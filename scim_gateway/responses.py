@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from kubescim import jsonio
 from kubescim.scim.errors import ScimError
 from kubescim.scim.projection import parse_attribute_list, project
-from kubescim.scim.resources import MemberList
 from scim_gateway.service import Query as ListQuery
 
 SCIM_JSON = "application/scim+json"
@@ -19,25 +18,7 @@ class ScimResponse(JSONResponse):
     media_type = SCIM_JSON
 
     def render(self, content: Any) -> bytes:
-        return render_json(content).encode()
-
-
-def render_json(content: Any) -> str:
-    """Compact JSON, a group's top-level member list encoded by its own fast path."""
-    if isinstance(content, dict) and isinstance(content.get("members"), MemberList):
-        return (
-            "{"
-            + ",".join(
-                f"{_dumps(key)}:{value.to_json() if isinstance(value, MemberList) else _dumps(value)}"
-                for key, value in content.items()
-            )
-            + "}"
-        )
-    return _dumps(content)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return jsonio.dumps(content)
 
 
 def scim_error_response(error: ScimError) -> ScimResponse:

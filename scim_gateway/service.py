@@ -35,9 +35,9 @@ from kubescim.scim.patch import (
 )
 from kubescim.scim.projection import parse_attribute_list, project
 from kubescim.scim.resources import (
-    MemberList,
     group_spec_from_scim,
     group_to_scim,
+    member_rows,
     members_from_scim,
     new_id,
     user_object_name,
@@ -199,7 +199,7 @@ class ScimService:
     def group_resource(self, entry: Entry, base_url: str, *, with_members: bool = True) -> dict[str, Any]:
         members = None
         if with_members:
-            members = MemberList.of_users(
+            members = member_rows(
                 [u.scim_id for u in self.index.group_members(entry.scim_id) if u.provider == entry.provider], base_url
             )
         return group_to_scim(

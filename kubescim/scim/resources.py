@@ -9,11 +9,9 @@ they survive renames and backup/restore.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import unicodedata
 import uuid
-from json.encoder import encode_basestring
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,32 +26,10 @@ _USER_CORE_KEYS = {alias.lower(): alias for alias in _USER_FIELDS if alias not i
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
-class MemberList(list[dict[str, str]]):
-    """A group's `members` as rendered ({value, $ref, type} each). A 200 answer to a member PATCH
-    carries the whole group: for thousands of members the generic JSON encoder was most of the
-    gateway's CPU for it (profiled), and these rows encode in one f-string each. Built once and
-    not changed after (nothing that renders a resource changes it; projection builds new lists)."""
-
-    _user_ids: list[str] | None = None
-    _users_url: str = ""
-
-    @classmethod
-    def of_users(cls, user_ids: list[str], base_url: str) -> MemberList:
-        """Users' rows; encoded from the ids themselves, without reading the rows back."""
-        users_url = f"{base_url}/Users/"
-        members = cls({"value": i, "$ref": users_url + i, "type": "User"} for i in user_ids)
-        members._user_ids, members._users_url = user_ids, users_url
-        return members
-
-    def to_json(self) -> str:
-        """The same text as `json.dumps(self, ensure_ascii=False, separators=(",", ":"))`."""
-        ids, url = self._user_ids, self._users_url
-        if ids is not None and len(ids) == len(self):
-            # Nothing to escape in any id or the URL (one C scan): each then encodes as itself.
-            text = "".join(ids) + url
-            if len(encode_basestring(text)) == len(text) + 2:
-                return "[" + ",".join([f'{{"value":"{i}","$ref":"{url}{i}","type":"User"}}' for i in ids]) + "]"
-        return json.dumps(self, ensure_ascii=False, separators=(",", ":"))
+def member_rows(user_ids: list[str], base_url: str) -> list[dict[str, str]]:
+    """A group's `members` as rendered: {value, $ref, type} for each user id, in the order given."""
+    users_url = f"{base_url}/Users/"
+    return [{"value": i, "$ref": users_url + i, "type": "User"} for i in user_ids]
 
 
 def fold(text: str) -> str:
@@ -226,7 +202,7 @@ def group_to_scim(
     last_modified: str,
     version: str,
     location: str,
-    members: MemberList | None,
+    members: list[dict[str, str]] | None,
 ) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "schemas": [GROUP_URN],
