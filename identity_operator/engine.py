@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import time
 from collections import defaultdict, deque
@@ -58,6 +57,7 @@ from identity_operator.status import (
     user_status,
 )
 from identity_operator.writer import KubeWriter, Writer
+from kubescim import jsonio
 from kubescim.api.models import (
     Access,
     MappingSource,
@@ -698,7 +698,7 @@ class Engine:
         if written is not None and written.resource_version > user.resource_version:
             # Our last write has not come back through the watch yet: compare with what we wrote.
             current_teams, current_units, current_role = written.teams, written.units, written.role
-            current_status = json.loads(written.status_json)
+            current_status = jsonio.loads(written.status_json)
         wanted_teams, wanted_units = frozenset(desired.teams), frozenset(desired.business_units)
         wanted_role = verdict.role if verdict is not None else None
         status = user_status(user, desired, self._group_names(user), stored_status, verdict, username)
@@ -725,7 +725,7 @@ class Engine:
         # the store has it already, keeping it would hold the user's status twice until its next change.
         stored = self.view.users.get(name)
         if stored is not None and latest_rv > stored.resource_version:
-            compact = json.dumps(current_status, separators=(",", ":")).encode()
+            compact = jsonio.dumps(current_status)
             self.written[name] = Written(latest_rv, wanted_teams, wanted_units, wanted_role, compact)
         elif stored is None or (
             name in self.written and self.written[name].resource_version <= stored.resource_version

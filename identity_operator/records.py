@@ -7,7 +7,6 @@ recomputation can tell whether anything must be written at all.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import zlib
 from collections.abc import Iterable, Mapping
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 from identity_operator.census import AttributeCensus, AttributeKeys, attribute_keys
 from identity_operator.mapping import Rule, TargetKind
 from identity_operator.roles import Catalog, RoleRule
+from kubescim import jsonio
 from kubescim.api.models import (
     Access,
     AccessBindingSpec,
@@ -58,10 +58,6 @@ def _plain(body: Any) -> Body:
     return body  # type: ignore[no-any-return]
 
 
-def _compact(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 # What users' specs and statuses repeat (keys, URNs, the operator's own phrases), as a preset
 # dictionary for deflate: a typical user's spec then keeps 59 B of its 226 B of JSON, its status 137 B
 # of 535 B. Only a hint for compression: any value round-trips, and it is never stored outside memory.
@@ -85,12 +81,12 @@ _WBITS = -12  # raw deflate, a 4 KiB window (the preset fits); with memLevel 1 p
 def _pack(value: Any) -> bytes:
     """JSON text, deflated: what is kept for every user is kept small."""
     packer = zlib.compressobj(1, zlib.DEFLATED, _WBITS, 1, zdict=_PRESET)
-    return packer.compress(_compact(value)) + packer.flush()
+    return packer.compress(jsonio.dumps(value)) + packer.flush()
 
 
 def _unpack(data: bytes) -> Any:
     unpacker = zlib.decompressobj(_WBITS, zdict=_PRESET)
-    return json.loads(unpacker.decompress(data) + unpacker.flush())
+    return jsonio.loads(unpacker.decompress(data) + unpacker.flush())
 
 
 def _names(labels: dict[str, str], prefix: str) -> tuple[str, ...]:
