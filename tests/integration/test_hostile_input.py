@@ -79,7 +79,12 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any], int, str]] = [
     ("not JSON", b"\xff\xfe not json", 400, "invalidSyntax"),
     # Python's json reads these; they are not JSON, and would be stored as something else (null).
     ("NaN", b'{"userName": "nan@example.com", "urn:example:custom:1.0:User": {"score": NaN}}', 400, "invalidSyntax"),
-    ("Infinity", b'{"userName": "inf@example.com", "urn:example:custom:1.0:User": {"score": -Infinity}}', 400, "invalidSyntax"),
+    (
+        "Infinity",
+        b'{"userName": "inf@example.com", "urn:example:custom:1.0:User": {"score": -Infinity}}',
+        400,
+        "invalidSyntax",
+    ),
     ("huge body", b'{"userName": "' + b"y" * (2 * 1024 * 1024) + b'"}', 413, "tooMany"),
 ]
 
