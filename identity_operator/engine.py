@@ -725,7 +725,7 @@ class Engine:
         # the store has it already, keeping it would hold the user's status twice until its next change.
         stored = self.view.users.get(name)
         if stored is not None and latest_rv > stored.resource_version:
-            compact = jsonio.dumps_to_keep(current_status)
+            compact = jsonio.dumps(current_status)
             self.written[name] = Written(latest_rv, wanted_teams, wanted_units, wanted_role, compact)
         elif stored is None or (
             name in self.written and self.written[name].resource_version <= stored.resource_version

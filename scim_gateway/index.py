@@ -105,7 +105,7 @@ def entry_from_object(obj: JSON, last_modified_annotation: str) -> Entry | None:
         resource_version=resource_version_int(obj),
         created=sys.intern(created),  # many objects share a creation second
         last_modified=sys.intern(str(annotations.get(last_modified_annotation) or created)),
-        spec_json=jsonio.dumps_to_keep(spec),
+        spec_json=jsonio.dumps(spec),
         # Group ids repeat across thousands of users: one string object each.
         groups=tuple(sys.intern(group_id) for group_id in group_ids_from_labels(labels)),
         unique_value=unique if isinstance(unique, str) else None,
